@@ -1,0 +1,109 @@
+"""AdamW, the rule for embeddings, output heads, norms and biases (and a baseline).
+
+Math (torch.optim.AdamW, identical operation order so results match bit for bit)::
+
+    W ← (1 − η λ) W
+    m ← β₁ m + (1−β₁) g;   v ← β₂ v + (1−β₂) g²
+    W ← W − η/(1−β₁ᵗ) · m / (√(v/(1−β₂ᵗ)) + ε)
+
+Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (arXiv 1711.05101).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from ..registry import OptimizerSpec, register
+from . import hyper as H
+from .rule import ElementwiseRule, scalar
+from .shell import HybridOptimizer
+from .steps import adam_denominator, adam_moments_, apply_update
+
+
+class AdamWRule(ElementwiseRule):
+    name = "adamw"
+    hypers = {
+        "lr": H.LR,
+        "betas": H.BETAS,
+        "eps": H.ADAM_EPS,
+        "weight_decay": H.Hyper(1e-2, "decoupled weight decay λ (torch default)", low=0.0),
+        "weight_decay_mode": H.WEIGHT_DECAY_MODE,
+    }
+    state_keys = ("exp_avg", "exp_avg_sq")
+
+    def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
+        return {
+            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+        }
+
+    def update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
+        beta1, beta2 = group["betas"]
+        lr = scalar(group["lr"])
+        adam_moments_(state["exp_avg"], state["exp_avg_sq"], grad, beta1, beta2)
+        step = state["step"].item()
+        denom = adam_denominator(state["exp_avg_sq"], step, beta2, group["eps"])
+        apply_update(
+            p,
+            state["exp_avg"],
+            lr / (1 - beta1**step),
+            lr=lr,
+            weight_decay=group["weight_decay"],
+            mode=group["weight_decay_mode"],
+            denom=denom,
+        )
+
+
+class AdamW(HybridOptimizer):
+    """AdamW with torch.optim.AdamW's arguments and results, plus ``weight_decay_mode``.
+
+    Args:
+        params: parameters or param groups.
+        lr: learning rate (default 1e-3).
+        betas: (β₁, β₂) (default (0.9, 0.999)).
+        eps: denominator epsilon (default 1e-8).
+        weight_decay: decoupled weight decay λ (default 0.01).
+        weight_decay_mode: "decoupled" (default), "coupled" (L2 in the gradient) or "cautious".
+        check_finite: raise on NaN/Inf gradients naming the parameter (default False).
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        *,
+        weight_decay_mode: str = "decoupled",
+        check_finite: bool = False,
+        executor: Any = None,
+    ) -> None:
+        super().__init__(
+            params,
+            "adamw",
+            check_finite=check_finite,
+            executor=executor,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            weight_decay_mode=weight_decay_mode,
+        )
+
+
+register(
+    OptimizerSpec(
+        name="adamw",
+        rule=AdamWRule(),
+        summary="Adam with decoupled weight decay (torch.optim.AdamW, bit-identical)",
+        recommended={"lr": 3e-4, "betas": (0.9, 0.95), "weight_decay": 0.0},
+        source="Loshchilov & Hutter, arXiv 1711.05101; torch.optim.AdamW",
+        certainty="EXACT",
+        state="2× (exp_avg, exp_avg_sq)",
+        search_space={"lr": (1e-4, 1e-2)},
+    )
+)

@@ -1,0 +1,165 @@
+"""Muon: momentum, then the orthogonal polar factor of the momentum, shape-scaled.
+
+Math (per hidden matrix W ∈ R^{m×n}, gradient G; EMA form, the default)::
+
+    M ← β M + (1−β) G                                  momentum_buffer
+    X ← (1−β) G + β M   if nesterov else M
+    O ← orthogonalize(X)          ≈ U Vᵀ for X = U Σ Vᵀ (Newton–Schulz, 5 steps, bf16)
+    W ← (1 − η λ) W                                    decoupled, with the *unadjusted* lr
+    W ← W − η · s(m, n) · O       s = √max(1, m/n) ("original")
+
+References:
+    Keller Jordan, "Muon: An optimizer for hidden layers in neural networks" (2024),
+    kellerjordan.github.io/posts/muon, github.com/KellerJordan/Muon (muon.py @ 857d1ad);
+    torch.optim.Muon (torch/optim/_muon.py), whose arguments and defaults this class takes;
+    Liu et al., "Muon is Scalable for LLM Training" (arXiv 2502.16982) for "match_rms_adamw".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from ..registry import OptimizerSpec, register
+from . import hyper as H
+from .rule import MatrixRule, preset
+from .shell import HybridOptimizer
+from .steps import momentum_
+
+
+class MuonRule(MatrixRule):
+    """The Muon update as a :class:`MatrixRule` (see the module docstring for the math)."""
+
+    name = "muon"
+    hypers = {
+        **MatrixRule.hypers,
+        "weight_decay": H.Hyper(0.1, "decoupled weight decay λ (torch.optim.Muon default)", low=0.0),
+        "momentum": H.MOMENTUM,
+        "nesterov": H.NESTEROV,
+        "momentum_form": H.MOMENTUM_FORM,
+    }
+    state_keys = ("momentum_buffer",)
+
+    def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
+        return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def pre(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> Tensor:
+        return momentum_(
+            state["momentum_buffer"],
+            grad,
+            group["momentum"],
+            nesterov=group["nesterov"],
+            form=group["momentum_form"],
+        )
+
+
+class Muon(HybridOptimizer):
+    """Muon as a drop-in for ``torch.optim.Muon`` (same arguments, defaults and results).
+
+    Given only torch.optim.Muon's arguments it reproduces torch's parameters; unlike torch 2.13 it
+    never normalises a momentum buffer in place (torch corrupts the buffer for bf16 parameters
+    with ``nesterov=False``).
+
+    Args:
+        params: parameters or param groups. Matrices only (>= 2-D with ``matrix_view``); send
+            embeddings, the output head, norms and biases to AdamW (:func:`muonlab.create_optimizer`
+            does this for a whole model).
+        lr: learning rate, in units of spectral norm per update for "original" scaling
+            (default 1e-3, torch's; Keller recommends 0.02).
+        weight_decay: decoupled weight decay λ, multiplied by the unadjusted lr (default 0.1).
+        momentum: β (default 0.95).
+        nesterov: use the Nesterov look-ahead (default True).
+        ns_coefficients: Newton–Schulz ``(a, b, c)``, a per-step list, or a table name; default:
+            the orthogonalizer's own (Keller's (3.4445, −4.7750, 2.0315) for "newton_schulz").
+        eps: floor of the Frobenius normaliser (default 1e-7).
+        ns_steps: iterations; default the orthogonalizer's own (5).
+        adjust_lr_fn: shape scaling: None/"original" √max(1, m/n); "match_rms_adamw"
+            0.2·√max(m, n); "spectral_norm" √(m/n); "none".
+        orthogonalizer: "newton_schulz", "you5", "you6", "polar_express" or "svd".
+        momentum_form: "ema" (torch/Keller) or "accumulate" (M ← βM + G; Moonlight, Dion).
+        compute_dtype: dtype of the iteration, "bfloat16" (default), "float32", ... or None.
+        matrix_view: None (2-D only), "flatten" (conv filters) or "batch" (stacked matrices).
+        weight_decay_mode: "decoupled" (default), "coupled" (L2) or "cautious".
+        check_finite: raise on NaN/Inf gradients, naming the parameter (default False).
+        executor: where the matrix phase runs (default: this process, batched by shape).
+
+    Example::
+
+        >>> opt = muonlab.Muon(hidden_matrices, lr=0.02, weight_decay=0.01)
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: Any = None,
+        eps: float = 1e-7,
+        ns_steps: int | None = None,
+        adjust_lr_fn: str | None = None,
+        *,
+        orthogonalizer: str = "newton_schulz",
+        momentum_form: str = "ema",
+        compute_dtype: str | torch.dtype | None = "bfloat16",
+        matrix_view: str | None = None,
+        weight_decay_mode: str = "decoupled",
+        check_finite: bool = False,
+        executor: Any = None,
+    ) -> None:
+        super().__init__(
+            params,
+            "muon",
+            check_finite=check_finite,
+            executor=executor,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+            orthogonalizer=orthogonalizer,
+            momentum_form=momentum_form,
+            compute_dtype=compute_dtype,
+            matrix_view=matrix_view,
+            weight_decay_mode=weight_decay_mode,
+        )
+
+
+register(
+    OptimizerSpec(
+        name="muon",
+        rule=MuonRule(),
+        summary="W ← W − η·s(m,n)·NS5(Nesterov-EMA momentum), polar factor by Newton–Schulz",
+        recommended={"lr": 0.02, "weight_decay": 0.01},
+        source="Keller Jordan, kellerjordan.github.io/posts/muon; torch.optim.Muon",
+        certainty="EXACT",
+        state="1× (momentum_buffer)",
+        search_space={"lr": (1e-3, 1e-1)},
+    )
+)
+
+register(
+    OptimizerSpec(
+        name="moonlight",
+        rule=preset(
+            MuonRule,
+            "moonlight",
+            "Muon with Moonlight's settings: accumulate momentum, 0.2·√max(m,n) scaling, wd 0.1.",
+            momentum_form="accumulate",
+            adjust_lr_fn="match_rms_adamw",
+            weight_decay=0.1,
+        ),
+        summary="Muon preset: accumulate momentum, update RMS 0.2·√max(m,n) to reuse AdamW's lr/wd",
+        recommended={"lr": 1e-3},
+        source="Liu et al., Muon is Scalable for LLM Training, arXiv 2502.16982 (toy_train.py)",
+        certainty="EXACT",
+        state="1× (momentum_buffer)",
+        search_space={"lr": (1e-4, 1e-2)},
+    )
+)

@@ -1,0 +1,183 @@
+"""Update rules: the math of one algorithm, with no optimizer bookkeeping.
+
+A rule is a stateless object (its hyperparameters live in the param group, its tensors in the
+optimizer state), so one instance serves every group and every optimizer. There are two kinds:
+
+* :class:`ElementwiseRule` (AdamW, SGD): ``update`` works on one parameter at a time;
+* :class:`MatrixRule` (Muon and its family) splits a step into three phases so that batching and
+  distributed execution stay out of the algorithm files::
+
+      pre     per parameter, element-wise (momentum): may run on a parameter shard
+      matrix  on the full ``(m, n)`` matrix, batched as ``(B, m, n)``: the executor decides where
+      post    per parameter: scaling; returns the direction and its step size
+
+  The optimizer shell then calls :func:`~muonlab.optim.steps.apply_update`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..matfn import METHODS, VIEWS, from_matrix, matrix_shape, orthogonalize, to_matrix
+from ..matfn.coefficients import as_table
+from ..matfn.views import check_view
+from . import hyper as H
+from .steps import SHAPE_SCALES, apply_update, shape_scale
+
+COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "float64")
+
+
+def _check_coefficients(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        as_table(value)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None
+
+
+# Hyperparameters shared by every matrix rule.
+MATRIX_HYPERS: dict[str, H.Hyper] = {
+    "lr": H.LR,
+    "weight_decay": H.WEIGHT_DECAY,
+    "weight_decay_mode": H.WEIGHT_DECAY_MODE,
+    "matrix_view": H.Hyper(None, "how a >2-D parameter is seen as a matrix", kind="choice", choices=VIEWS),
+}
+
+# Hyperparameters of rules that orthogonalize with :func:`muonlab.orthogonalize`.
+ORTHO_HYPERS: dict[str, H.Hyper] = {
+    "orthogonalizer": H.Hyper(
+        "newton_schulz", "orthogonalization method", kind="choice", choices=METHODS
+    ),
+    "ns_coefficients": H.Hyper(
+        None,
+        "Newton–Schulz table name, (a, b, c) triple or per-step list; None = the method's own",
+        kind="any",
+        check=_check_coefficients,
+    ),
+    "ns_steps": H.Hyper(
+        None, "Newton–Schulz steps; None = the method's own (5)", kind="int", low=0, high=100,
+        high_open=True, optional=True,
+    ),
+    "eps": H.EPS,
+    "compute_dtype": H.Hyper(
+        "bfloat16", "dtype of the iteration; None = the update's dtype", kind="choice",
+        choices=COMPUTE_DTYPES + (None,),
+    ),
+    "adjust_lr_fn": H.Hyper(
+        None, "shape scaling of the update; None = 'original'", kind="choice",
+        choices=(None,) + SHAPE_SCALES,
+    ),
+}
+
+
+def scalar(x) -> float:
+    """A hyperparameter as a Python number (torch.optim accepts 1-element tensor lrs)."""
+    return x.item() if isinstance(x, Tensor) else x
+
+
+def compute_dtype(group: dict) -> torch.dtype | None:
+    name = group.get("compute_dtype")
+    return getattr(torch, name) if name else None
+
+
+def orthogonalize_group(X: Tensor, group: dict) -> Tensor:
+    """Orthogonalize ``X`` with the group's orthogonalizer settings."""
+    return orthogonalize(
+        X,
+        group["orthogonalizer"],
+        steps=group["ns_steps"],
+        coefficients=group["ns_coefficients"],
+        eps=group["eps"],
+        compute_dtype=compute_dtype(group),
+    )
+
+
+class Rule:
+    """Base class. Subclasses set ``name``, ``hypers`` and implement the math."""
+
+    name: ClassVar[str]
+    hypers: ClassVar[dict[str, H.Hyper]]
+    #: True for rules that need (views of) matrices.
+    matrix: ClassVar[bool] = False
+    #: State tensors created by :meth:`init_state` (besides the shell's ``step``).
+    state_keys: ClassVar[tuple[str, ...]] = ()
+
+    def check_param(self, p: Tensor, group: dict, where: str) -> None:
+        """Raise ValueError if ``p`` cannot be optimized by this rule under ``group``."""
+
+    def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
+        return {}
+
+    def step(self, params, grads, states, group, executor) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ElementwiseRule(Rule):
+    """A rule that updates each parameter independently (AdamW, SGD)."""
+
+    def update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
+        """Compute the direction and call ``apply_update`` for one parameter."""
+        raise NotImplementedError
+
+    def step(self, params, grads, states, group, executor) -> None:
+        for p, g, st in zip(params, grads, states):
+            self.update(p, g, st, group)
+
+
+class MatrixRule(Rule):
+    """A rule built from the pre → matrix → post phases (see module docstring)."""
+
+    matrix = True
+    hypers = {**MATRIX_HYPERS, **ORTHO_HYPERS}
+    #: Whether ``matrix_fn`` may receive several same-shape matrices stacked as ``(B, m, n)``.
+    batchable: ClassVar[bool] = True
+
+    def check_param(self, p: Tensor, group: dict, where: str) -> None:
+        check_view(tuple(p.shape), group.get("matrix_view"), where)
+
+    def pre(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> Tensor:
+        """Element-wise part (momentum). Returns a tensor of ``p``'s shape; must not modify grad."""
+        return grad
+
+    def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
+        """Full-matrix part on ``X`` of shape ``(B, m, n)`` (``states`` aligned with the batch)."""
+        return orthogonalize_group(X, group)
+
+    def post(self, p: Tensor, O: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
+        """Return ``(direction, step_size)``; default: the shape-scaled lr."""
+        m, n = matrix_shape(tuple(p.shape), group.get("matrix_view"))
+        return O, scalar(group["lr"]) * shape_scale(m, n, group.get("adjust_lr_fn"))
+
+    def step(self, params, grads, states, group, executor) -> None:
+        view = group.get("matrix_view")
+        Xs = [to_matrix(self.pre(p, g, st, group), view) for p, g, st in zip(params, grads, states)]
+        Os = executor.matrix_phase(self, Xs, states, group)
+        for p, O, st in zip(params, Os, states):
+            U, step_size = self.post(p, from_matrix(O, p.shape), st, group)
+            apply_update(
+                p,
+                U,
+                step_size,
+                lr=scalar(group["lr"]),
+                weight_decay=group["weight_decay"],
+                mode=group["weight_decay_mode"],
+            )
+
+
+def preset(rule_cls: type[Rule], name: str, doc: str, **defaults: Any) -> Rule:
+    """A rule that is ``rule_cls`` with other declared defaults, registered under ``name``.
+
+    Presets (e.g. Moonlight's Muon settings) stay one line and share all of the rule's code.
+    """
+    unknown = set(defaults) - set(rule_cls.hypers)
+    if unknown:
+        raise ValueError(f"preset {name!r}: {sorted(unknown)} are not hyperparameters of {rule_cls.name!r}")
+    hypers = {k: (replace(h, default=defaults[k]) if k in defaults else h) for k, h in rule_cls.hypers.items()}
+    cls = type(f"{rule_cls.__name__}_{name}", (rule_cls,), {"name": name, "hypers": hypers, "__doc__": doc})
+    return cls()

@@ -1,0 +1,111 @@
+"""Composable steps: the small pieces every update rule is built from.
+
+Each function does one thing to tensors it is handed. Functions ending in ``_`` update a state
+buffer in place (that is what optimizer state is for); none of them ever writes ``p.grad`` or the
+parameter, except :func:`apply_update`, the single place where parameters change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# ---- momentum -----------------------------------------------------------------------------------
+
+
+def momentum_(buf: Tensor, grad: Tensor, beta: float, *, nesterov: bool, form: str = "ema") -> Tensor:
+    """Update the momentum buffer in place and return the update input.
+
+    ``form="ema"`` (Keller, torch.optim.Muon, NorMuon, AdaMuon)::
+
+        M ← β M + (1−β) G;   input = (1−β) G + β M  if nesterov else M
+
+    ``form="accumulate"`` (PyTorch SGD, Moonlight, Dion)::
+
+        M ← β M + G;         input = G + β M        if nesterov else M
+
+    With ``nesterov=False`` the returned tensor *is* the buffer; callers must not modify it.
+    """
+    if form == "ema":
+        buf.lerp_(grad, 1 - beta)
+        return grad.lerp(buf, beta) if nesterov else buf
+    if form == "accumulate":
+        buf.mul_(beta).add_(grad)
+        return grad.add(buf, alpha=beta) if nesterov else buf
+    raise ValueError(f"unknown momentum form {form!r}; choose 'ema' or 'accumulate'")
+
+
+# ---- shape / lr scaling -------------------------------------------------------------------------
+
+SHAPE_SCALES = ("original", "match_rms_adamw", "spectral_norm", "none")
+
+
+def shape_scale(m: int, n: int, mode: str | None) -> float:
+    """Multiplier of an orthogonalized ``m×n`` update (m = fan_out, n = fan_in).
+
+    * ``"original"`` (Keller, torch default; ``None`` means this): ``√max(1, m/n)``.
+    * ``"match_rms_adamw"`` (Moonlight): ``0.2·√max(m, n)``, update RMS ≈ 0.2 like AdamW's.
+    * ``"spectral_norm"`` (Dion, Scion): ``√(m/n)``, unit RMS→RMS operator norm.
+    * ``"none"``: 1.
+    """
+    if mode is None or mode == "original":
+        return math.sqrt(max(1, m / n))
+    if mode == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(m, n))
+    if mode == "spectral_norm":
+        return math.sqrt(m / n)
+    if mode == "none":
+        return 1.0
+    raise ValueError(f"unknown shape scaling {mode!r}; choose one of {SHAPE_SCALES}")
+
+
+# ---- Adam moments -------------------------------------------------------------------------------
+
+
+def adam_moments_(exp_avg: Tensor, exp_avg_sq: Tensor, grad: Tensor, beta1: float, beta2: float) -> None:
+    """``m ← β₁m + (1−β₁)g``;  ``v ← β₂v + (1−β₂)g²`` (torch.optim.AdamW's operation order)."""
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+
+
+def adam_denominator(exp_avg_sq: Tensor, step: float, beta2: float, eps: float) -> Tensor:
+    """``√(v / (1−β₂ᵗ)) + ε``, computed as torch.optim.AdamW does (for bitwise parity)."""
+    bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+    return (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+
+
+# ---- the parameter write ------------------------------------------------------------------------
+
+
+def apply_update(
+    p: Tensor,
+    update: Tensor,
+    step_size: float,
+    *,
+    lr: float,
+    weight_decay: float,
+    mode: str = "decoupled",
+    denom: Tensor | None = None,
+) -> None:
+    """``W ← W − step_size · update`` (or ``update/denom``) with the group's weight decay.
+
+    Weight decay uses the *unadjusted* ``lr`` (torch, Keller, Moonlight):
+
+    * ``"decoupled"``: ``W ← (1 − lr·λ) W`` before the update;
+    * ``"cautious"`` (Chen et al., arXiv 2510.12402; Dion's mask, equality included):
+      ``W ← W − lr·λ·𝟙[U ⊙ W ≥ 0] ⊙ W`` with the pre-update W;
+    * ``"coupled"``: nothing here; the shell already added ``λW`` to the gradient.
+    """
+    if weight_decay != 0:
+        if mode == "decoupled":
+            p.mul_(1 - lr * weight_decay)
+        elif mode == "cautious":
+            # denom > 0, so sign(update/denom) = sign(update).
+            mask = (update * p >= 0).to(p.dtype)
+            p.addcmul_(p, mask, value=-lr * weight_decay)
+    if denom is None:
+        p.add_(update, alpha=-step_size)  # mixed dtypes round once, in p's dtype
+    else:
+        p.addcdiv_(update, denom, value=-step_size)
