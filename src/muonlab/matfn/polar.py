@@ -121,7 +121,7 @@ def polar_svd(G: Tensor, *, rtol: float | None = None, out_dtype: torch.dtype | 
     """Exact polar factor ``U Vᵀ`` from a thin SVD: the reference every iteration is tested against.
 
     Computed in float64 for float64 input and float32 otherwise. Singular values at or below
-    ``rtol·σ_max`` (default ``max(m, n)·machine eps``) map to 0, so rank-deficient and zero inputs
+    ``rtol·σ_max`` (default ``max(m, n)·eps`` of the input dtype, at least float32's) map to 0, so rank-deficient and zero inputs
     give the partial isometry on the range of ``G`` and never NaN.
     """
     _check_matrix(G)
@@ -131,7 +131,8 @@ def polar_svd(G: Tensor, *, rtol: float | None = None, out_dtype: torch.dtype | 
     work = torch.float64 if G.dtype == torch.float64 else torch.float32
     U, S, Vh = torch.linalg.svd(G.to(work), full_matrices=False)
     if rtol is None:
-        rtol = max(G.shape[-2:]) * torch.finfo(work).eps
+        # Rank is decided at the *input's* precision: a bf16 matrix cannot resolve σ below ~1e-2·σ₁.
+        rtol = max(G.shape[-2:]) * max(torch.finfo(work).eps, torch.finfo(G.dtype).eps if G.is_floating_point() else 0.0)
     keep = S > rtol * S[..., :1]
     return ((U * keep.unsqueeze(-2).to(work)) @ Vh).to(out_dtype)
 

@@ -71,6 +71,16 @@ class HybridOptimizer(torch.optim.Optimizer):
             raise ValueError(f"invalid check_finite={check_finite!r}; expected True or False")
         self.executor = executor if executor is not None else LocalExecutor()
         super().__init__(params, dict(defaults, algorithm=algorithm, check_finite=check_finite))
+        # An optimizer-wide hyperparameter must mean something to at least one group's rule.
+        known = set(registry.get_rule(algorithm).hypers)
+        for g in self.param_groups:
+            known |= set(registry.get_rule(g["algorithm"]).hypers)
+        unknown = set(defaults) - known
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown hyperparameter(s) {sorted(unknown)}; the rules in "
+                f"use accept {sorted(known)}"
+            )
 
     # ---- groups -------------------------------------------------------------------------------
 

@@ -1,0 +1,254 @@
+"""The torch.optim contract, checked for EVERY registered optimizer (the registry drives this file).
+
+A new optimizer gets these tests by registering itself; nothing here names a method.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import muonlab
+from muonlab.registry import all_specs
+
+SPECS = all_specs()
+IDS = [s.name for s in SPECS]
+
+
+class Net(nn.Module):
+    """Embedding, hidden matrices, a norm, biases and a head: every routing role."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.fc1 = nn.Linear(8, 16)
+        self.norm = nn.LayerNorm(16)
+        self.fc2 = nn.Linear(16, 12)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, idx):
+        h = self.emb(idx).mean(1)
+        return self.head(torch.tanh(self.fc2(self.norm(torch.relu(self.fc1(h))))))
+
+
+def _batch(step: int):
+    g = torch.Generator().manual_seed(100 + step)
+    return torch.randint(0, 11, (16, 4), generator=g), torch.randn(16, 3, generator=g)
+
+
+def _make(spec, dtype=torch.float32, **kw):
+    torch.manual_seed(0)
+    model = Net().to(dtype)
+    opt = muonlab.create_optimizer(model, spec.name, **{**spec.test_overrides, **kw})
+    return model, opt
+
+
+def _train(model, opt, steps, start=0, scheduler=None):
+    losses = []
+    for t in range(start, start + steps):
+        x, y = _batch(t)
+        opt.zero_grad(set_to_none=True)
+        loss = (model(x).float() - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_state_dict_resume_is_bitwise_identical(spec):
+    model, opt = _make(spec)
+    _train(model, opt, 3)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    _train(model, opt, 4, start=3)
+    uninterrupted = _params(model)
+
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2, opt2 = _make(spec)
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    _train(model2, opt2, 4, start=3)
+    for a, b in zip(uninterrupted, _params(model2)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_scheduler_scales_every_group(spec):
+    model, opt = _make(spec)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.0)  # lr → 0 from the start
+    before = _params(model)
+    _train(model, opt, 2, scheduler=sched)
+    for a, b in zip(before, _params(model)):
+        assert torch.equal(a, b), "a zero learning rate must leave parameters unchanged"
+    for g in opt.param_groups:
+        assert g["lr"] == 0.0 and g["initial_lr"] > 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_closure_is_called_and_its_loss_returned(spec):
+    model, opt = _make(spec)
+    calls = []
+    x, y = _batch(0)
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert len(calls) == 1 and torch.is_tensor(loss)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_params_without_grad_are_untouched(spec):
+    model, opt = _make(spec)
+    x, y = _batch(0)
+    (model(x) - y).pow(2).mean().backward()
+    model.fc2.weight.grad = None
+    model.norm.bias.grad = None
+    w, b = model.fc2.weight.detach().clone(), model.norm.bias.detach().clone()
+    opt.step()
+    assert torch.equal(model.fc2.weight, w) and torch.equal(model.norm.bias, b)
+    assert model.fc2.weight not in opt.state and model.norm.bias not in opt.state
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_deepcopy_and_pickle_preserve_state(spec):
+    model, opt = _make(spec)
+    _train(model, opt, 2)
+    clone = copy.deepcopy(opt)
+    restored = pickle.loads(pickle.dumps(opt))
+    for other in (clone, restored):
+        sd_a, sd_b = opt.state_dict(), other.state_dict()
+        assert sd_a["param_groups"] == sd_b["param_groups"]
+        for k, st in sd_a["state"].items():
+            for key, val in st.items():
+                assert torch.equal(val, sd_b["state"][k][key]) if torch.is_tensor(val) else val == sd_b["state"][k][key]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_step_hooks_run_and_can_be_removed(spec):
+    model, opt = _make(spec)
+    seen = []
+    h1 = opt.register_step_pre_hook(lambda o, a, k: seen.append("pre"))
+    h2 = opt.register_step_post_hook(lambda o, a, k: seen.append("post"))
+    _train(model, opt, 1)
+    assert seen == ["pre", "post"]
+    h1.remove(), h2.remove()
+    _train(model, opt, 1, start=1)
+    assert seen == ["pre", "post"]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_bf16_parameters_keep_their_dtype(spec):
+    model, opt = _make(spec, dtype=torch.bfloat16)
+    _train(model, opt, 3)
+    for p in model.parameters():
+        assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
+    for st in opt.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step" and v.is_floating_point() and v.numel() > 1:
+                assert v.dtype in (torch.bfloat16, torch.float32)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_defaults_train_a_small_mlp_regression(spec):
+    torch.manual_seed(0)
+    X = torch.randn(256, 10)
+    teacher = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
+    with torch.no_grad():
+        y = teacher(X)
+    model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt = muonlab.create_optimizer(model, spec.name, **spec.test_overrides)
+    first = None
+    for step in range(150):
+        loss = (model(X) - y).pow(2).mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first, f"{spec.name}: {first:.4f} -> {loss.item():.4f}"
+
+
+def _invalid_values(h):
+    """Values that violate a declared hyperparameter (derived from its declaration)."""
+    if h.kind == "choice":
+        return ["no-such-choice"]
+    if h.kind == "bool":
+        return ["yes"]
+    out = []
+    if h.kind in ("float", "int"):
+        if h.low is not None:
+            out.append(h.low if h.low_open else h.low - 1)
+        if h.high is not None:
+            out.append(h.high if h.high_open else h.high + 1)
+        out.append(float("nan")) if h.kind == "float" else out.append(1.5)
+    if h.kind == "pair":
+        out.append((0.9,))
+        if h.low is not None:
+            out.append((h.low - 1, 0.5))
+    return out
+
+
+def _invalid_cases():
+    for spec in SPECS:
+        for name, h in spec.rule.hypers.items():
+            for v in _invalid_values(h):
+                yield pytest.param(spec, name, v, id=f"{spec.name}-{name}={v!r}")
+        for name, v in spec.invalid.items():
+            yield pytest.param(spec, name, v, id=f"{spec.name}-{name}={v!r}")
+
+
+@pytest.mark.parametrize("spec,name,value", list(_invalid_cases()))
+def test_invalid_hyperparameters_raise_naming_the_value(spec, name, value):
+    p = torch.nn.Parameter(torch.randn(4, 3))
+    with pytest.raises(ValueError) as info:
+        muonlab.HybridOptimizer([p], spec.name, **{**spec.test_overrides, name: value})
+    assert name in str(info.value) and repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_unknown_hyperparameter_is_rejected(spec):
+    with pytest.raises(ValueError, match="unknown hyperparameter.*'lrr'"):
+        muonlab.HybridOptimizer([torch.nn.Parameter(torch.randn(4, 3))], spec.name, lrr=0.1)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_sparse_and_complex_gradients_raise_clearly(spec):
+    p = torch.nn.Parameter(torch.randn(4, 3))
+    opt = muonlab.HybridOptimizer([p], spec.name, **spec.test_overrides)
+    p.grad = torch.randn(4, 3).to_sparse()
+    with pytest.raises(RuntimeError, match="sparse gradient"):
+        opt.step()
+    c = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.complex64))
+    opt = muonlab.HybridOptimizer([c], spec.name, **spec.test_overrides)
+    c.grad = torch.randn(4, 3, dtype=torch.complex64)
+    with pytest.raises(RuntimeError, match="complex"):
+        opt.step()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_non_finite_gradient_reported_with_parameter_name(spec):
+    model, opt = _make(spec, check_finite=True)
+    x, y = _batch(0)
+    (model(x) - y).pow(2).mean().backward()
+    model.fc2.weight.grad[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"'fc2\.weight'"):
+        opt.step()

@@ -1,0 +1,173 @@
+"""Muon and AdamW against torch.optim and against a plain for-loop reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import muonlab
+from muonlab.optim.steps import shape_scale
+
+SHAPES = [(32, 16), (16, 48), (24, 24), (40, 8)]
+
+
+def _params(seed=0, dtype=torch.float32, shapes=SHAPES):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(*s, generator=g).to(dtype)) for s in shapes]
+
+
+def _grads(step, params, seed=1):
+    g = torch.Generator().manual_seed(seed * 1000 + step)
+    return [torch.randn(p.shape, generator=g).to(p.dtype) for p in params]
+
+
+def _run(opt_cls, params, steps=20, **kw):
+    opt = opt_cls(params, **kw)
+    for t in range(steps):
+        for p, g in zip(params, _grads(t, params)):
+            p.grad = g
+        opt.step()
+    return opt
+
+
+def _max_rel(a, b):
+    return max(((x - y).norm() / y.norm()).item() for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("adjust_lr_fn", [None, "original", "match_rms_adamw"])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_reproduces_torch_optim_muon(adjust_lr_fn, nesterov):
+    kw = dict(lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
+    ours, theirs = _params(), _params()
+    _run(muonlab.Muon, ours, **kw)
+    _run(torch.optim.Muon, theirs, **kw)
+    assert _max_rel(ours, theirs) <= 1e-3
+    # In fact the operations are the same ones, in the same order:
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_torch_default_arguments_give_torch_results():
+    ours, theirs = _params(), _params()
+    _run(muonlab.Muon, ours)
+    _run(torch.optim.Muon, theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def _reference_muon(params, steps, lr, wd, beta, nesterov, form="ema"):
+    """Obvious for-loop Muon in float64 with the exact polar factor (the slow reference)."""
+    ps = [p.detach().double().clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in ps]
+    for t in range(steps):
+        for p, buf, g in zip(ps, bufs, _grads(t, params)):
+            g = g.double()
+            if form == "ema":
+                buf.mul_(beta).add_((1 - beta) * g)
+                x = (1 - beta) * g + beta * buf if nesterov else buf
+            else:
+                buf.mul_(beta).add_(g)
+                x = g + beta * buf if nesterov else buf
+            U, _, Vh = torch.linalg.svd(x, full_matrices=False)
+            m, n = p.shape
+            p.mul_(1 - lr * wd).sub_(lr * math.sqrt(max(1, m / n)) * (U @ Vh))
+    return ps
+
+
+@pytest.mark.parametrize("form", ["ema", "accumulate"])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_exact_polar_muon_matches_float64_reference(form, nesterov):
+    params = _params(dtype=torch.float64)
+    want = _reference_muon(params, 10, 0.02, 0.05, 0.9, nesterov, form)
+    _run(muonlab.Muon, params, steps=10, lr=0.02, weight_decay=0.05, momentum=0.9, nesterov=nesterov,
+         momentum_form=form, orthogonalizer="svd", compute_dtype="float64")
+    assert _max_rel(params, want) < 1e-10
+
+
+def test_bf16_params_without_nesterov_keep_a_correct_momentum_buffer():
+    # torch 2.13 normalises the bf16 momentum buffer in place when nesterov=False (aliasing).
+    params = _params(dtype=torch.bfloat16)
+    opt = _run(muonlab.Muon, params, steps=3, lr=0.02, nesterov=False, momentum=0.9)
+    for i, p in enumerate(params):
+        expect = torch.zeros(p.shape, dtype=torch.bfloat16)
+        for t in range(3):
+            expect.lerp_(_grads(t, params)[i], 0.1)
+        assert torch.equal(opt.state[p]["momentum_buffer"], expect)
+        assert p.dtype == torch.bfloat16
+    # torch's buffer is corrupted (normalised to unit Frobenius norm): show the bug is real.
+    theirs = _params(dtype=torch.bfloat16)
+    topt = _run(torch.optim.Muon, theirs, steps=3, lr=0.02, nesterov=False, momentum=0.9)
+    buf = topt.state[theirs[0]]["momentum_buffer"]
+    assert not torch.equal(buf, opt.state[params[0]]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("original", math.sqrt(2)), ("match_rms_adamw", 0.2 * math.sqrt(32)),
+    ("spectral_norm", math.sqrt(2)), ("none", 1.0)])
+def test_shape_scaling_modes(mode, expected):
+    assert shape_scale(32, 16, mode) == pytest.approx(expected)
+    assert shape_scale(16, 32, "original") == 1.0
+    assert shape_scale(16, 32, "spectral_norm") == pytest.approx(math.sqrt(0.5))
+
+
+def test_update_rms_follows_shape_scaling():
+    p = torch.nn.Parameter(torch.zeros(64, 256))
+    p.grad = torch.randn(64, 256)
+    opt = muonlab.Muon([p], lr=1.0, weight_decay=0, adjust_lr_fn="match_rms_adamw", orthogonalizer="svd")
+    opt.step()
+    assert p.detach().pow(2).mean().sqrt().item() == pytest.approx(0.2, rel=1e-3)
+
+
+def test_one_dimensional_parameter_rejected_with_its_shape():
+    with pytest.raises(ValueError, match=r"shape \(5,\)"):
+        muonlab.Muon([torch.nn.Parameter(torch.randn(5))])
+
+
+def test_conv_weights_need_an_explicit_view():
+    w = torch.nn.Parameter(torch.randn(8, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"matrix_view='flatten'"):
+        muonlab.Muon([w])
+    opt = muonlab.Muon([w], lr=0.1, weight_decay=0, matrix_view="flatten", orthogonalizer="svd",
+                       compute_dtype="float32")
+    w.grad = torch.randn_like(w)
+    before = w.detach().clone()
+    opt.step()
+    delta = (before - w.detach()).reshape(8, 27)
+    s = torch.linalg.svdvals(delta / 0.1)
+    assert torch.allclose(s, torch.ones(8), atol=1e-4)  # (8, 27) polar factor, √max(1, 8/27) = 1
+
+
+def test_batch_view_orthogonalizes_each_matrix():
+    w = torch.nn.Parameter(torch.zeros(4, 6, 10))
+    w.grad = torch.randn(4, 6, 10)
+    muonlab.Muon([w], lr=1.0, weight_decay=0, matrix_view="batch", orthogonalizer="svd").step()
+    for k in range(4):
+        assert torch.allclose(torch.linalg.svdvals(w[k].detach()), torch.ones(6), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["you5", "you6", "polar_express", "svd"])
+def test_orthogonalizer_choices_train(method):
+    params = _params()
+    before = [p.detach().clone() for p in params]
+    _run(muonlab.Muon, params, steps=2, lr=0.01, orthogonalizer=method)
+    assert all(not torch.equal(a, b) for a, b in zip(params, before))
+
+
+def test_adamw_bitwise_equal_to_torch():
+    kw = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    ours = _params(shapes=[(7, 3), (5,), (2, 2, 2)])
+    theirs = _params(shapes=[(7, 3), (5,), (2, 2, 2)])
+    _run(muonlab.AdamW, ours, **kw)
+    _run(torch.optim.AdamW, theirs, foreach=False, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_cautious_weight_decay_only_decays_agreeing_coordinates():
+    p = torch.nn.Parameter(torch.tensor([[1.0, -1.0], [2.0, -2.0]]))
+    p.grad = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+    opt = muonlab.HybridOptimizer([p], "sgd", lr=0.1, momentum=0.0, weight_decay=0.5,
+                                  weight_decay_mode="cautious")
+    opt.step()
+    # update U = grad; decay where U·W >= 0: entries (0,0) and (1,1)
+    want = torch.tensor([[1.0 - 0.05 - 0.1, -1.0 - 0.1], [2.0 + 0.1, -2.0 + 0.1 + 0.1]])
+    assert torch.allclose(p.detach(), want)

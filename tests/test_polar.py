@@ -1,0 +1,158 @@
+"""Orthogonalization against float64 SVD: exact polynomial maps, invariances, convergence, edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import make_matrix
+from muonlab import newton_schulz, orthogonalize, polar_svd
+from muonlab.matfn import coefficients as C
+
+NS_METHODS = ("newton_schulz", "you5", "you6", "polar_express")
+
+
+def _expected_ns(G: torch.Tensor, table, steps, norm_safety=1.0) -> torch.Tensor:
+    """U f(Σ/‖G‖_F) Vᵀ in float64, f the composed scalar polynomial: the exact NS output."""
+    G = G.double()
+    U, S, Vh = torch.linalg.svd(G, full_matrices=False)
+    fro = torch.linalg.vector_norm(G, dim=(-2, -1), keepdim=True).squeeze(-1)
+    f = C.scalar_map(C.schedule(C.as_table(table), steps), S / (fro * norm_safety))
+    return (U * f.unsqueeze(-2)) @ Vh
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (24, 10), (10, 24), (3, 40, 12)])
+@pytest.mark.parametrize("table,steps", [("jordan", 5), ("you5", 5), ("you6", 6), ("polar_express", 8), ((1.5, -0.5, 0.0), 12)])
+def test_newton_schulz_is_the_scalar_polynomial_of_the_singular_values(shape, table, steps):
+    sigma = torch.linspace(1.0, 0.05, min(shape[-2:]))
+    G = make_matrix(shape[-2], shape[-1], sigma, seed=1, batch=shape[:-2])
+    got = newton_schulz(G, table, steps, compute_dtype=torch.float64, eps=0.0)
+    want = _expected_ns(G, table, steps)
+    assert torch.allclose(got, want, atol=1e-10, rtol=0), (got - want).abs().max()
+
+
+def test_float32_and_bfloat16_track_the_polynomial_within_dtype_tolerance():
+    G = make_matrix(64, 32, torch.linspace(1, 0.1, 32), seed=2)
+    want = _expected_ns(G, "jordan", 5)
+    f32 = newton_schulz(G.float(), compute_dtype=torch.float32).double()
+    bf16 = newton_schulz(G.float(), compute_dtype=torch.bfloat16).double()
+    assert (f32 - want).abs().max() < 1e-4
+    # bf16 has 8 mantissa bits; the error stays at the few-percent level of the unit-size entries
+    assert (bf16 - want).norm() / want.norm() < 3e-2
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(2, 20),
+    n=st.integers(2, 20),
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 10_000),
+    method=st.sampled_from(NS_METHODS),
+)
+def test_invariances_transpose_scale_rotation(m, n, scale, seed, method):
+    g = torch.Generator().manual_seed(seed)
+    G = torch.randn(m, n, generator=g, dtype=torch.float64)
+    ortho = lambda X: orthogonalize(X, method, compute_dtype=torch.float64)  # noqa: E731
+    base = ortho(G)
+    assert torch.allclose(ortho(G.T), base.T, atol=1e-9)
+    assert torch.allclose(ortho(scale * G), base, atol=1e-8)
+    Q, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
+    P, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    assert torch.allclose(ortho(Q @ G @ P), Q @ base @ P, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", NS_METHODS + ("svd",))
+def test_batched_equals_looped(method):
+    G = torch.randn(5, 2, 12, 7)
+    batched = orthogonalize(G, method)
+    looped = torch.stack([torch.stack([orthogonalize(G[i, j], method) for j in range(2)]) for i in range(5)])
+    assert torch.allclose(batched, looped, atol=1e-6)
+
+
+def test_polar_express_8_steps_reaches_one_within_1e_3():
+    # The composed scalar map on the whole interval the table was designed for.
+    x = np.geomspace(1e-3, 1.0, 2001) / C.POLAR_EXPRESS_SAFETY
+    y = C.scalar_map(C.schedule(C.POLAR_EXPRESS, 8), x)
+    assert np.abs(y - 1).max() < 1e-3
+    # And the matrix iteration on a matrix whose normalised singular values span [1e-3, 1].
+    # σ_max dominates, so after Frobenius normalisation the spectrum spans about [1e-3, 1].
+    sigma = torch.cat([torch.tensor([1.0]), torch.logspace(-3, -1.5, 31)])
+    assert sigma.min() / sigma.norm() > 0.99e-3
+    G = make_matrix(48, 32, sigma, seed=3)
+    for dtype in (torch.float32, torch.float64):
+        O = orthogonalize(G.to(dtype), "polar_express", steps=8, compute_dtype=dtype)
+        s = torch.linalg.svdvals(O.double())
+        assert (s - 1).abs().max() < 1e-3, (dtype, s.min(), s.max())
+
+
+def test_keller_coefficients_stay_in_documented_band():
+    G = make_matrix(64, 64, torch.linspace(1, 0.05, 64), seed=4)
+    s = torch.linalg.svdvals(orthogonalize(G, compute_dtype=torch.float64))
+    # σ/‖G‖_F is below 1 here, still every output lies in Keller's band (ALGORITHMS.md §1).
+    assert s.min() > 0.6 and s.max() < 1.2
+
+
+@pytest.mark.parametrize("method", NS_METHODS + ("svd",))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_zero_and_rank_deficient_inputs_are_finite(method, dtype):
+    Z = torch.zeros(8, 5, dtype=dtype)
+    out = orthogonalize(Z, method)
+    assert out.dtype == dtype and torch.equal(out, torch.zeros_like(out))
+    R = make_matrix(12, 9, [1.0, 0.5, 0.0, 0, 0, 0, 0, 0, 0], seed=5).to(dtype)
+    out = orthogonalize(R, method)
+    assert torch.isfinite(out).all()
+    if method == "svd":
+        s = torch.linalg.svdvals(out.double())
+        assert torch.allclose(s[:2], torch.ones(2, dtype=torch.float64), atol=1e-2)
+        assert s[2:].abs().max() < 1e-2
+
+
+def test_svd_reference_is_exact_polar_factor():
+    G = make_matrix(10, 6, torch.linspace(3, 0.1, 6), seed=6)
+    O = polar_svd(G)
+    assert torch.allclose(O.T @ O, torch.eye(6, dtype=torch.float64), atol=1e-12)
+    # polar: G = O H with H symmetric positive definite
+    H = O.T @ G
+    assert torch.allclose(H, H.T, atol=1e-12)
+    assert torch.linalg.eigvalsh(H).min() > 0
+
+
+def test_returns_input_dtype_and_never_modifies_input():
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        G = torch.randn(9, 4, dtype=dtype)
+        before = G.clone()
+        out = orthogonalize(G)
+        assert out.dtype == dtype and out.shape == G.shape
+        assert torch.equal(G, before)
+    G = torch.randn(9, 4, dtype=torch.bfloat16)
+    assert orthogonalize(G, out_dtype=torch.float32).dtype == torch.float32
+
+
+def test_custom_per_step_table_repeats_last_triple():
+    G = make_matrix(6, 6, torch.linspace(1, 0.2, 6), seed=7)
+    table = [(3.0, -3.2, 1.2), (1.875, -1.25, 0.375)]
+    got = newton_schulz(G, table, 6, compute_dtype=torch.float64)
+    want = _expected_ns(G, [table[0]] + [table[1]] * 5, 6)
+    assert torch.allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"method": "qr"}, "unknown orthogonalization method 'qr'"),
+        ({"coefficients": "nope"}, "unknown coefficient table 'nope'"),
+        ({"coefficients": [(1, 2)]}, r"coefficients\[0\]=\(1, 2\)"),
+        ({"steps": -1}, "steps must be >= 0, got -1"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        orthogonalize(torch.randn(4, 4), **kwargs)
+
+
+def test_vectors_are_rejected_with_their_shape():
+    with pytest.raises(ValueError, match=r"shape \(7,\)"):
+        orthogonalize(torch.randn(7))
