@@ -44,7 +44,7 @@ def test_reproduces_torch_optim_muon(adjust_lr_fn, nesterov):
     _run(muonlab.Muon, ours, **kw)
     _run(torch.optim.Muon, theirs, **kw)
     assert _max_rel(ours, theirs) <= 1e-3
-    # In fact the operations are the same ones, in the same order:
+    # In fact the operations are torch's own, in the same order:
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
 
 
@@ -53,6 +53,14 @@ def test_torch_default_arguments_give_torch_results():
     _run(muonlab.Muon, ours)
     _run(torch.optim.Muon, theirs)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_gram_path_stays_within_bf16_rounding_of_torch():
+    kw = dict(lr=1e-3, weight_decay=0.1, momentum=0.95)
+    ours, theirs = _params(), _params()
+    _run(muonlab.Muon, ours, ns_gram=True, **kw)
+    _run(torch.optim.Muon, theirs, **kw)
+    assert _max_rel(ours, theirs) <= 1e-3
 
 
 def _reference_muon(params, steps, lr, wd, beta, nesterov, form="ema"):

@@ -26,12 +26,21 @@ def _expected_ns(G: torch.Tensor, table, steps, norm_safety=1.0) -> torch.Tensor
 
 @pytest.mark.parametrize("shape", [(16, 16), (24, 10), (10, 24), (3, 40, 12)])
 @pytest.mark.parametrize("table,steps", [("jordan", 5), ("you5", 5), ("you6", 6), ("polar_express", 8), ((1.5, -0.5, 0.0), 12)])
-def test_newton_schulz_is_the_scalar_polynomial_of_the_singular_values(shape, table, steps):
+@pytest.mark.parametrize("gram", [False, True])
+def test_newton_schulz_is_the_scalar_polynomial_of_the_singular_values(shape, table, steps, gram):
     sigma = torch.linspace(1.0, 0.05, min(shape[-2:]))
     G = make_matrix(shape[-2], shape[-1], sigma, seed=1, batch=shape[:-2])
-    got = newton_schulz(G, table, steps, compute_dtype=torch.float64, eps=0.0)
+    got = newton_schulz(G, table, steps, compute_dtype=torch.float64, eps=0.0, gram=gram)
     want = _expected_ns(G, table, steps)
     assert torch.allclose(got, want, atol=1e-10, rtol=0), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 5e-2)])
+def test_gram_path_matches_plain_path_in_low_precision(dtype, tol):
+    G = torch.randn(3, 64, 256)
+    plain = newton_schulz(G, compute_dtype=dtype, gram=False).double()
+    gram = newton_schulz(G, compute_dtype=dtype, gram=True).double()
+    assert ((gram - plain).norm() / plain.norm()).item() < tol
 
 
 def test_float32_and_bfloat16_track_the_polynomial_within_dtype_tolerance():

@@ -48,6 +48,7 @@ def newton_schulz(
     norm_safety: float = 1.0,
     compute_dtype: torch.dtype | None = torch.bfloat16,
     out_dtype: torch.dtype | None = None,
+    gram: bool | None = None,
 ) -> Tensor:
     """Odd quintic Newton–Schulz iteration towards ``polar(G)``.
 
@@ -70,6 +71,12 @@ def newton_schulz(
         compute_dtype: dtype of the iteration (default bf16, as torch.optim.Muon); ``None`` keeps
             ``G.dtype``.
         out_dtype: dtype of the result (default ``G.dtype``).
+        gram: run the same polynomial on the small Gram matrix (:func:`_iterate_gram`). ``None``
+            (default) chooses it for float32/float64 iterations whose long side is at least
+            :data:`GRAM_MIN_ASPECT` times the short one, where it needs fewer FLOPs. In bf16 it is
+            opt-in only: ``R = XXᵀ`` squares the condition number, so rounding swamps small
+            singular values (measured: σ up to 3 on square random inputs) — the reason the Gram
+            NS authors add restarts. ``False`` gives torch.optim.Muon's exact operation order.
 
     Returns:
         Tensor of ``G``'s shape. ``G`` itself is never modified (the computation always works on a
@@ -93,10 +100,18 @@ def newton_schulz(
     if norm_safety != 1.0:
         norm = norm * norm_safety
     X = X / norm.clamp(min=eps)  # out of place: G (maybe a state buffer) stays untouched
-    X = _iterate(X, table)
+    if gram is None:
+        gram = X.dtype in (torch.float32, torch.float64) and X.size(-1) >= GRAM_MIN_ASPECT * X.size(-2)
+    X = _iterate_gram(X, table) if gram and table else _iterate(X, table)
     if tall:
         X = X.mT
     return X.to(out_dtype)
+
+
+# Gram Newton–Schulz costs 2·r²c + (4T−3)·r³ against T·(2·r²c + r³) for the plain iteration on
+# an r×c (r ≤ c) matrix with T steps: it wins once c ≥ 1.5 r. We switch at 2 to leave margin for
+# its extra small-matrix calls (measured in docs/benchmarks.md, `muonlab bench orth`).
+GRAM_MIN_ASPECT = 2.0
 
 
 def _iterate(X: Tensor, table: Sequence[Triple]) -> Tensor:
@@ -115,6 +130,29 @@ def _iterate(X: Tensor, table: Sequence[Triple]) -> Tensor:
         B = torch.baddbmm(A, A, A, beta=b, alpha=c)
         X = torch.baddbmm(X, B, X, beta=a)
     return X.reshape(*lead, *X.shape[-2:])
+
+
+def _iterate_gram(X: Tensor, table: Sequence[Triple]) -> Tensor:
+    """The same polynomial as :func:`_iterate`, iterated on the r×r Gram matrix.
+
+    With ``R_t = X_t X_tᵀ`` and ``M_t = a_t I + b_t R_t + c_t R_t²`` the plain step is
+    ``X_{t+1} = M_t X_t``. Every ``M_t`` is a polynomial in ``R_0``, so they commute and
+    ``R_{t+1} = M_t R_t M_t``; accumulating ``Q = M_{T−1}⋯M_0`` gives ``X_T = Q X_0``. Only two
+    products touch the long side (``R_0`` and ``Q X_0``). This is the idea of Gram Newton–Schulz
+    (Dao AI Lab, "Gram Newton–Schulz", 2026), written here from the algebra above.
+    """
+    if X.ndim > 3:
+        return _iterate_gram(X.reshape(-1, *X.shape[-2:]), table).reshape(X.shape)
+    R = X @ X.mT
+    Q = None
+    last = len(table) - 1
+    for t, (a, b, c) in enumerate(table):
+        M = torch.baddbmm(R, R, R, beta=b, alpha=c) if R.ndim == 3 else torch.addmm(R, R, R, beta=b, alpha=c)
+        M.diagonal(dim1=-2, dim2=-1).add_(a)
+        Q = M if Q is None else M @ Q
+        if t < last:
+            R = M @ (R @ M)
+    return Q @ X
 
 
 def polar_svd(G: Tensor, *, rtol: float | None = None, out_dtype: torch.dtype | None = None) -> Tensor:
@@ -147,6 +185,7 @@ def orthogonalize(
     norm_safety: float | None = None,
     compute_dtype: torch.dtype | None = torch.bfloat16,
     out_dtype: torch.dtype | None = None,
+    gram: bool | None = None,
 ) -> Tensor:
     """Approximate (or exact) polar factor of ``G``, batched over leading dims.
 
@@ -159,7 +198,8 @@ def orthogonalize(
         ``"svd"``: the exact ``U Vᵀ`` (:func:`polar_svd`), the reference.
 
     ``coefficients`` overrides the method's table (any Newton–Schulz-type method); ``steps``
-    defaults to the method's own count. The result has ``G``'s shape and dtype.
+    defaults to the method's own count; ``gram`` selects the Gram-matrix iteration (None: by shape,
+    see :func:`newton_schulz`). The result has ``G``'s shape and dtype.
     """
     if method not in METHODS:
         raise ValueError(f"unknown orthogonalization method {method!r}; choose one of {METHODS}")
@@ -178,4 +218,5 @@ def orthogonalize(
         norm_safety=norm_safety,
         compute_dtype=compute_dtype,
         out_dtype=out_dtype,
+        gram=gram,
     )

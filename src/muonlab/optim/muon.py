@@ -58,7 +58,8 @@ class MuonRule(MatrixRule):
 class Muon(HybridOptimizer):
     """Muon as a drop-in for ``torch.optim.Muon`` (same arguments, defaults and results).
 
-    Given only torch.optim.Muon's arguments it reproduces torch's parameters; unlike torch 2.13 it
+    Given only torch.optim.Muon's arguments it reproduces torch's parameters bit for bit (the
+    same operations in the same order); unlike torch 2.13 it
     never normalises a momentum buffer in place (torch corrupts the buffer for bf16 parameters
     with ``nesterov=False``).
 
@@ -80,6 +81,10 @@ class Muon(HybridOptimizer):
         orthogonalizer: "newton_schulz", "you5", "you6", "polar_express" or "svd".
         momentum_form: "ema" (torch/Keller) or "accumulate" (M ← βM + G; Moonlight, Dion).
         compute_dtype: dtype of the iteration, "bfloat16" (default), "float32", ... or None.
+        ns_gram: iterate on the small Gram matrix (the same polynomial with fewer FLOPs when the
+            long side is >= 2× the short one). None (default): only for fp32/fp64 iterations of
+            such shapes; bf16 iterations use torch.optim.Muon's exact operations (bitwise-identical
+            results). True forces it (less accurate in bf16, see :func:`muonlab.newton_schulz`).
         matrix_view: None (2-D only), "flatten" (conv filters) or "batch" (stacked matrices).
         weight_decay_mode: "decoupled" (default), "coupled" (L2) or "cautious".
         check_finite: raise on NaN/Inf gradients, naming the parameter (default False).
@@ -105,6 +110,7 @@ class Muon(HybridOptimizer):
         orthogonalizer: str = "newton_schulz",
         momentum_form: str = "ema",
         compute_dtype: str | torch.dtype | None = "bfloat16",
+        ns_gram: bool | None = None,
         matrix_view: str | None = None,
         weight_decay_mode: str = "decoupled",
         check_finite: bool = False,
@@ -126,6 +132,7 @@ class Muon(HybridOptimizer):
             orthogonalizer=orthogonalizer,
             momentum_form=momentum_form,
             compute_dtype=compute_dtype,
+            ns_gram=ns_gram,
             matrix_view=matrix_view,
             weight_decay_mode=weight_decay_mode,
         )

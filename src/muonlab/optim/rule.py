@@ -65,6 +65,10 @@ ORTHO_HYPERS: dict[str, H.Hyper] = {
         high_open=True, optional=True,
     ),
     "eps": H.EPS,
+    "ns_gram": H.Hyper(
+        None, "iterate on the Gram matrix (same polynomial, fewer FLOPs for c ≥ 2r); None = by shape",
+        kind="bool", optional=True,
+    ),
     "compute_dtype": H.Hyper(
         "bfloat16", "dtype of the iteration; None = the update's dtype", kind="choice",
         choices=COMPUTE_DTYPES + (None,),
@@ -95,6 +99,7 @@ def orthogonalize_group(X: Tensor, group: dict) -> Tensor:
         coefficients=group["ns_coefficients"],
         eps=group["eps"],
         compute_dtype=compute_dtype(group),
+        gram=group.get("ns_gram"),
     )
 
 

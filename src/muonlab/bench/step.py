@@ -1,0 +1,161 @@
+"""``muonlab bench step``: full optimizer step time, muonlab against the anchors, side by side.
+
+Every contender gets its own copy of the same parameters and gradients. Rounds are interleaved
+(A B C A B C ...) in one process so machine noise hits all of them alike; we report the median,
+the interquartile range and the ratio of medians to the baseline (torch.optim.Muon + fused
+AdamW), plus the orthogonalization quality of each contender's first update on the largest
+hidden matrix (σ_max/σ_min of the applied update; 1.0 = exactly orthogonal), so speed is never
+bought with accuracy silently.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from . import paramsets
+
+Contender = Callable[[list], list[torch.optim.Optimizer]]
+
+
+def _split(params):
+    hidden = [p for _, p, r in params if r == "hidden"]
+    other = [p for _, p, r in params if r != "hidden"]
+    return hidden, other
+
+
+def _torch_muon(params):
+    hidden, other = _split(params)
+    if any(p.ndim != 2 for p in hidden):
+        raise RuntimeError("torch.optim.Muon takes 2-D parameters only")
+    return [torch.optim.Muon(hidden, lr=0.02, weight_decay=0.0),
+            torch.optim.AdamW(other, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=True)]
+
+
+def _muonlab(**muon_kw):
+    def build(params):
+        import muonlab
+
+        hidden, other = _split(params)
+        view = "flatten" if any(p.ndim > 2 for p in hidden) else None
+        executor = muon_kw.pop("executor", None)
+        groups = [dict(params=hidden, algorithm="muon", lr=0.02, weight_decay=0.0, matrix_view=view, **muon_kw),
+                  dict(params=other, algorithm="adamw", lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0)]
+        return [muonlab.HybridOptimizer(groups, executor=executor)]
+    return build
+
+
+def _heavyball(params):
+    import heavyball
+
+    heavyball.utils.compile_mode = None  # eager: compiling takes 20-50 s per shape on CPU
+    hidden, other = _split(params)
+    return [heavyball.Muon(hidden, lr=0.02), torch.optim.AdamW(other, lr=3e-4, fused=True)]
+
+
+def _pytorch_optimizer(params):
+    import pytorch_optimizer
+
+    hidden, other = _split(params)
+    return [pytorch_optimizer.Muon(hidden, lr=0.02), torch.optim.AdamW(other, lr=3e-4, fused=True)]
+
+
+CONTENDERS: dict[str, Contender] = {
+    "torch.optim.Muon+AdamW": _torch_muon,
+    "muonlab": _muonlab(),
+    "muonlab(ns_gram)": _muonlab(ns_gram=True),
+    "muonlab(no batching)": None,  # filled below (needs the executor class)
+    "heavyball.Muon+AdamW": _heavyball,
+    "pytorch_optimizer.Muon+AdamW": _pytorch_optimizer,
+}
+
+
+def _no_batch(params):
+    from ..optim.executor import LocalExecutor
+
+    return _muonlab(executor=LocalExecutor(batch=False))(params)
+
+
+CONTENDERS["muonlab(no batching)"] = _no_batch
+
+
+def _copy(params):
+    out = []
+    for name, p, role in params:
+        q = torch.nn.Parameter(p.detach().clone())
+        q.grad = p.grad.clone()
+        out.append((name, q, role))
+    return out
+
+
+def _spread(before: torch.Tensor, after: torch.Tensor, shape) -> float:
+    delta = (before - after.detach()).reshape(shape[0], -1).double()
+    s = torch.linalg.svdvals(delta)
+    return (s.max() / s.min().clamp_min(1e-30)).item()
+
+
+def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: list[str] | None = None,
+        threads: int | None = None) -> list[dict]:
+    """Time one optimizer step per contender per round; return one summary row per contender."""
+    if threads:
+        torch.set_num_threads(threads)
+    base = paramsets.build(paramset)
+    names = names or list(CONTENDERS)
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown:
+        raise ValueError(f"unknown contender(s) {unknown}; choose from {list(CONTENDERS)}")
+    target = max((i for i, (_, p, r) in enumerate(base) if r == "hidden"), key=lambda i: base[i][1].numel())
+    live, times, quality, skipped = {}, {}, {}, {}
+    for name in names:
+        params = _copy(base)
+        try:
+            opts = CONTENDERS[name](params)
+        except Exception as e:  # an anchor that is not installed or cannot take this set
+            skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0][:120]
+            continue
+        grads = [p.grad.clone() for _, p, _ in params]
+        p_t = params[target][1]
+        before = p_t.detach().clone()
+        for o in opts:
+            o.step()
+        quality[name] = _spread(before, p_t, p_t.shape)
+        live[name] = (params, opts, grads)
+        times[name] = []
+    for r in range(warmup + rounds):
+        for name, (params, opts, grads) in live.items():
+            for (_, p, _), g in zip(params, grads):
+                p.grad = g  # some anchors consume p.grad (HeavyBall clears it)
+            t0 = time.perf_counter()
+            for o in opts:
+                o.step()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                times[name].append(dt)
+    base_name = names[0] if names[0] in live else next(iter(live))
+    base_med = statistics.median(times[base_name])
+    rows = []
+    for name in live:
+        t = sorted(times[name])
+        q1, q3 = t[len(t) // 4], t[(3 * len(t)) // 4]
+        med = statistics.median(t)
+        rows.append({"contender": name, "median_s": med, "iqr_s": q3 - q1, "ratio": med / base_med,
+                     "sigma_ratio": quality[name]})
+    for name, why in skipped.items():
+        rows.append({"contender": name, "skipped": why})
+    return rows
+
+
+def format_rows(rows: list[dict], paramset: str, rounds: int) -> str:
+    lines = [f"step time on {paramset}, median of {rounds} interleaved rounds, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads",
+             f"{'contender':32} {'median s':>9} {'IQR s':>7} {'ratio':>6} {'σmax/σmin':>10}"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"{r['contender']:32} skipped ({r['skipped']})")
+        else:
+            lines.append(f"{r['contender']:32} {r['median_s']:9.4f} {r['iqr_s']:7.4f} {r['ratio']:6.2f} "
+                         f"{r['sigma_ratio']:10.3f}")
+    return "\n".join(lines)

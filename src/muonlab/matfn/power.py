@@ -1,0 +1,260 @@
+"""Spectral powers ``Ψ_p(G) = U Σᵖ Vᵀ`` of ``G = U Σ Vᵀ``, for p ∈ [0, 1], without an SVD.
+
+``p = 1`` is the input, ``p = 0`` the polar factor ``U Vᵀ`` (Muon), and ``p ∈ (0, 1)`` compresses
+the spectrum: large singular values shrink, small ones grow, directions are kept. "Delving into
+Muon and Beyond" (Qi et al., arXiv 2602.04669; code github.com/Ocram7/BeyondMuon) trains with
+p ∈ {1, 1/2, 1/4, 0}; see docs/methods/seed_methods.md.
+
+Routes (``method=``), all batched over leading dims and working on the *small side*: a tall input
+is transposed so the Gram matrix ``A = X Xᵀ`` is ``k×k`` with ``k = min(m, n)``:
+
+``"newton"``  p ∈ {1/2, 1/4}: ``Ψ_{1/2}(X) = A^{-1/4} X`` with ``A^{-1/4} = (A^{-1/2})^{1/2}``, both
+              roots by the coupled Newton–Schulz iteration (BeyondMuon ``spectral_ns.py``
+              [EXACT]); ``Ψ_{1/4}`` applies ``Ψ_{1/2}`` twice. Matmuls only. p = 0 goes to
+              :func:`~muonlab.matfn.polar.orthogonalize`.
+``"eigh"``    any p: ``Ψ_p(X) = Q f(Λ) Qᵀ X`` from ``A = Q Λ Qᵀ``, ``f(λ) = (λ + δ)^{(p−1)/2}``
+              (the Freon-style general-p route of ALGORITHMS.md §19).
+``"svd"``     the reference: exact ``U Σᵖ Vᵀ`` from a thin SVD.
+``"auto"``    (default) p = 1 → the input; p = 0 → ``orthogonalize``; p ∈ {1/2, 1/4} → "newton";
+              other p → "eigh".
+
+Small and zero singular values (documented behaviour, rank-deficient inputs included): the input
+is first scaled to unit Frobenius norm (the map is homogeneous, ``Ψ_p(cG) = cᵖ Ψ_p(G)``, so the
+result is scaled back by ``‖G‖_Fᵖ``). The Gram routes then add a ridge
+``δ = ridge·tr(A)/k + 8·ε·‖A‖_F`` (ε = machine epsilon of the compute dtype): each singular value
+maps to ``σ (σ² + δ)^{(p−1)/2}`` instead of ``σᵖ``. That is ``≈ σᵖ`` for ``σ² ≫ δ`` and goes to 0
+*linearly* as ``σ → 0``; zero singular values (rank-deficient or all-zero input) give exactly 0
+directions, never NaN. The ``8ε‖A‖_F`` term sits above the rounding noise of the Gram product
+(about 2e-7·λ_max in float32, measured), which would otherwise make eigenvalues negative and the
+coupled iteration diverge. "eigh" also maps directions with ``λ ≤ 8ε‖A‖_F`` (σ below about
+1e-3·σ_max in float32) to 0, because their eigenvectors are rounding noise. "svd" maps
+``σ ≤ rtol·σ_max`` to 0 (``rtol = max(m, n)·ε``, as :func:`polar_svd`).
+
+Accuracy (float32, checked in tests/test_power.py against float64 SVD): with the default
+``ridge=0`` and ``iters=20`` every singular value is within 5% of ``σᵖ`` for condition numbers up
+to 1e2 (typically < 0.5%; the worst case is one tiny σ under many large ones in a big matrix,
+≈ 3.6% at k = 256). BeyondMuon's own settings (``ridge=1e-4``, ``iters=15``) give ≈ 3% at σ = 1e-2
+for a geometric spectrum but ≈ 15% for that worst case; the optimizer
+(:mod:`muonlab.optim.spectral_power`) keeps them for fidelity.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .polar import _check_matrix, orthogonalize, polar_svd
+
+#: Routes accepted by :func:`spectral_power`.
+POWER_METHODS = ("auto", "newton", "eigh", "svd")
+
+#: Powers with a coupled-Newton (matmul-only) route.
+NEWTON_POWERS = (0.5, 0.25)
+
+# The numerical floor of the ridge, in machine epsilons of ‖A‖_F: the float32 Gram product of a
+# rank-deficient matrix has eigenvalues down to about −2e-7·λ_max ≈ −2ε·λ_max (measured for
+# k = 16…1024); 8ε keeps A + δI safely positive definite.
+_FLOOR_ULPS = 8
+
+
+def _sym(A: Tensor) -> Tensor:
+    return 0.5 * (A + A.mT)
+
+
+def coupled_newton_sqrt(A: Tensor, iters: int = 15) -> tuple[Tensor, Tensor]:
+    """``(A^{1/2}, A^{-1/2})`` of symmetric positive definite ``A`` (batched ``(..., k, k)``).
+
+    Coupled Newton–Schulz (Higham, "Functions of Matrices", §6.3; BeyondMuon ``spectral_ns.py``)::
+
+        s = ‖A‖_F;  Y = A/s;  Z = I
+        repeat: T = (3I − Z Y)/2;  Y ← Y T;  Z ← T Z        (Y → (A/s)^{1/2}, Z → (A/s)^{-1/2})
+        return √s·Y, Z/√s
+
+    Every eigenvalue ``w = λ/s ∈ (0, 1]`` of ``Z Y`` follows ``w ← w(3 − w)²/4``: it grows ×2.25
+    per step while small, then converges quadratically, so ``log(λ_max/λ_min)/log 2.25 + 4``
+    steps are needed (≈ 16 for condition number 1e4). Unconverged eigenvalues are too small in
+    both ``Y`` and ``Z`` (damping, never blow-up). Y and Z are re-symmetrised every
+    ``max(1, min(iters // 3, 5))`` steps and at the end, as BeyondMuon does, so round-off cannot
+    accumulate a skew part.
+    """
+    k = A.size(-1)
+    eye = torch.eye(k, dtype=A.dtype, device=A.device)
+    s = torch.linalg.matrix_norm(A).clamp_min(torch.finfo(A.dtype).tiny)[..., None, None]
+    Y = A / s
+    Z = eye.expand_as(A)
+    sym_every = max(1, min(iters // 3, 5))
+    for i in range(iters):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y = Y @ T
+        Z = T @ Z
+        if i > 0 and i % sym_every == 0:
+            Y, Z = _sym(Y), _sym(Z)
+    return _sym(Y) * s.sqrt(), _sym(Z) / s.sqrt()
+
+
+def _gram(X: Tensor, ridge: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(A, δ, floor)`` for a wide, unit-Frobenius ``X``: ``A = X Xᵀ`` (symmetrised), the ridge
+    ``δ = floor + ridge·tr(A)/k`` and the floor ``8ε‖A‖_F``, both shaped ``(..., 1, 1)``."""
+    k = X.size(-2)
+    A = _sym(X @ X.mT)
+    floor = _FLOOR_ULPS * torch.finfo(A.dtype).eps * torch.linalg.matrix_norm(A)[..., None, None]
+    delta = floor
+    if ridge:
+        delta = delta + ridge * A.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] / k
+    return A, delta, floor
+
+
+def _unit(X: Tensor) -> tuple[Tensor, Tensor]:
+    """``(X/‖X‖_F, ‖X‖_F)`` per matrix; a zero matrix stays zero."""
+    norm = torch.linalg.matrix_norm(X)[..., None, None]
+    return X / norm.clamp_min(torch.finfo(X.dtype).tiny), norm
+
+
+def _newton_half(X: Tensor, iters: int, ridge: float) -> Tensor:
+    """``Ψ_{1/2}`` of a wide ``X`` by the coupled Newton route (homogeneous of degree 1/2)."""
+    Xn, norm = _unit(X)
+    A, delta, _ = _gram(Xn, ridge)
+    A = A + delta * torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
+    # BeyondMuon's order: A^{-1/2} first, then its square root. When iterations run short this
+    # damps the smallest singular values; the other order (√A, then its inverse root) was measured
+    # to *amplify* them by up to 14% instead.
+    _, inv_sqrt = coupled_newton_sqrt(A, iters)
+    inv_fourth, _ = coupled_newton_sqrt(inv_sqrt, iters)
+    return (inv_fourth @ Xn) * norm.sqrt()
+
+
+def _eigh_power(X: Tensor, p: float, ridge: float) -> Tensor:
+    """``Ψ_p`` of a wide ``X`` from the eigendecomposition of its small-side Gram matrix."""
+    Xn, norm = _unit(X)
+    A, delta, floor = _gram(Xn, ridge)
+    lam, Q = torch.linalg.eigh(A)
+    f = (lam.clamp_min(0) + delta.squeeze(-1)).pow((p - 1) / 2)
+    # Eigenvalues at the rounding floor belong to directions that are noise, not signal → 0 (this
+    # also covers the all-zero matrix, where δ = 0 and f would be inf).
+    f = torch.where(lam > floor.squeeze(-1), f, torch.zeros_like(f))
+    return ((Q * f.unsqueeze(-2)) @ (Q.mT @ Xn)) * norm.pow(p)
+
+
+def _svd_power(X: Tensor, p: float, rtol: float | None) -> Tensor:
+    U, S, Vh = torch.linalg.svd(X, full_matrices=False)
+    if rtol is None:
+        rtol = max(X.shape[-2:]) * torch.finfo(X.dtype).eps
+    keep = S > rtol * S[..., :1]
+    Sp = torch.where(keep, S.clamp_min(torch.finfo(X.dtype).tiny).pow(p), torch.zeros_like(S))
+    return (U * Sp.unsqueeze(-2)) @ Vh
+
+
+def _resolve_dtype(G: Tensor, compute_dtype: torch.dtype | None) -> torch.dtype:
+    dt = compute_dtype or G.dtype
+    # linalg (eigh, svd) has no half-precision kernels; the Newton route would lose the small
+    # eigenvalues of A in 8 mantissa bits anyway.
+    return torch.float32 if dt in (torch.bfloat16, torch.float16) else dt
+
+
+def spectral_power(
+    G: Tensor,
+    p: float,
+    method: str = "auto",
+    *,
+    iters: int = 20,
+    ridge: float = 0.0,
+    compute_dtype: torch.dtype | None = torch.float32,
+    out_dtype: torch.dtype | None = None,
+    orthogonalizer: str = "polar_express",
+    ns_steps: int | None = 10,
+    ns_coefficients: str | Sequence[float] | Sequence[Sequence[float]] | None = None,
+    eps: float = 1e-7,
+    rtol: float | None = None,
+) -> Tensor:
+    """``U Σᵖ Vᵀ`` for ``G = U Σ Vᵀ`` and ``p ∈ [0, 1]``, batched over leading dims.
+
+    Args:
+        G: ``(..., m, n)`` real tensor; never modified.
+        p: the power, ``0 ≤ p ≤ 1``. 0 = polar factor (Muon), 1 = the input.
+        method: "auto" (default), "newton" (p ∈ {1/2, 1/4}), "eigh" (any p) or "svd" (the
+            reference); see the module docstring. p = 1 always returns ``G`` (cast to
+            ``out_dtype``, so the same tensor when no cast is needed); p = 0 with "auto"/"newton"
+            calls :func:`orthogonalize`.
+        iters: coupled-Newton steps per square root (default 20; BeyondMuon uses 15, enough when
+            the ridge bounds the condition number, not for κ(G) = 1e2 with ``ridge=0``).
+        ridge: relative ridge ``δ = ridge·tr(A)/k`` added to the small-side Gram matrix (default
+            0: only the numerical floor; BeyondMuon: 1e-4). Not used by "svd".
+        compute_dtype: dtype of the Gram routes (default float32; None = the input's dtype,
+            half precision promoted to float32).
+        out_dtype: dtype of the result (default ``G.dtype``).
+        orthogonalizer, ns_steps, ns_coefficients, eps: the p = 0 route, passed to
+            :func:`orthogonalize` (default Polar Express, 10 steps: 1 ± 1e-3 for normalised
+            σ ≥ 5e-4, i.e. condition numbers up to 1e2 for k ≤ 400). Its iteration runs in
+            ``compute_dtype`` as given (None = the input's dtype).
+        rtol: "svd" only: singular values ``≤ rtol·σ_max`` map to 0 (default ``max(m, n)·ε``).
+
+    Returns:
+        Tensor of ``G``'s shape in ``out_dtype``.
+
+    Raises:
+        ValueError: p outside [0, 1] or NaN, an unknown method, "newton" with another p, or
+            ``iters < 1``, each naming the value.
+
+    Example::
+
+        >>> O = muonlab.spectral_power(torch.randn(64, 32), 0.5)   # U Σ^½ Vᵀ
+    """
+    _check_matrix(G)
+    if method not in POWER_METHODS:
+        raise ValueError(f"unknown spectral_power method {method!r}; choose one of {POWER_METHODS}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"spectral_power: p must be a number in [0, 1], got {p!r}")
+    if not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"spectral_power: iters must be an integer >= 1, got {iters!r}")
+    if not ridge >= 0:
+        raise ValueError(f"spectral_power: ridge must be >= 0, got {ridge!r}")
+    if method == "newton" and p not in (0, 1) + NEWTON_POWERS:
+        raise ValueError(
+            f"spectral_power: method='newton' supports p in {(0, 1) + NEWTON_POWERS}, got p={p!r}; "
+            "use method='eigh' (or 'auto') for other powers"
+        )
+    out_dtype = out_dtype or G.dtype
+    if p == 1:
+        return G.to(out_dtype)
+    if G.numel() == 0:
+        return torch.zeros_like(G, dtype=out_dtype)
+    if p == 0 and method in ("auto", "newton"):
+        return orthogonalize(
+            G, orthogonalizer, steps=ns_steps, coefficients=ns_coefficients, eps=eps,
+            compute_dtype=compute_dtype, out_dtype=out_dtype,
+        )
+    if p == 0 and method == "svd":
+        return polar_svd(G, rtol=rtol, out_dtype=out_dtype)
+
+    X = G.to(_resolve_dtype(G, compute_dtype))
+    tall = X.size(-2) > X.size(-1)
+    if tall:
+        X = X.mT  # every Gram product on the small side
+    if method == "svd":
+        Y = _svd_power(X, p, rtol)
+    elif method == "eigh" or (method == "auto" and p not in NEWTON_POWERS):
+        Y = _eigh_power(X, p, ridge)
+    else:
+        Y = _newton_half(X, iters, ridge)
+        if p == 0.25:
+            Y = _newton_half(Y, iters, ridge)  # Ψ_{1/4} = Ψ_{1/2} ∘ Ψ_{1/2} (BeyondMuon "Q")
+    if tall:
+        Y = Y.mT
+    return Y.to(out_dtype)
+
+
+def gram_singular_values(G: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Singular values of ``G`` (descending, ``(..., min(m, n))``) from its small-side Gram matrix.
+
+    ``σ = √λ(X Xᵀ)`` with ``X`` the wide orientation of ``G``: one ``k×k`` ``eigvalsh`` instead of
+    an SVD of ``m×n``. In float64 (the default) σ is accurate to about ``1e-8·σ_max``; rounding can
+    make ``λ`` slightly negative, which is clamped to 0.
+    """
+    _check_matrix(G)
+    X = G.to(dtype)
+    if X.size(-2) > X.size(-1):
+        X = X.mT
+    lam = torch.linalg.eigvalsh(_sym(X @ X.mT))
+    return lam.clamp_min(0).sqrt().flip(-1)
