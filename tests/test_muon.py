@@ -161,13 +161,26 @@ def test_orthogonalizer_choices_train(method):
     assert all(not torch.equal(a, b) for a, b in zip(params, before))
 
 
-def test_adamw_bitwise_equal_to_torch():
+@pytest.mark.parametrize("impl,torch_kw", [("loop", {"foreach": False}), ("foreach", {"foreach": True}),
+                                           ("fused", {"fused": True}), ("auto", {"fused": True})])
+def test_adamw_bitwise_equal_to_torch(impl, torch_kw):
     kw = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    ours = _params(shapes=[(7, 3), (5,), (2, 2, 2)])
-    theirs = _params(shapes=[(7, 3), (5,), (2, 2, 2)])
-    _run(muonlab.AdamW, ours, **kw)
-    _run(torch.optim.AdamW, theirs, foreach=False, **kw)
+    shapes = [(7, 3), (5,), (2, 2, 2)]
+    ours, theirs = _params(shapes=shapes), _params(shapes=shapes)
+    _run(muonlab.AdamW, ours, impl=impl, **kw)
+    _run(torch.optim.AdamW, theirs, **torch_kw, **kw)
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("impl", ["foreach", "fused"])
+@pytest.mark.parametrize("mode", ["decoupled", "coupled"])
+def test_adamw_fast_paths_match_the_loop_reference(impl, mode):
+    shapes = [(7, 3), (5,), (2, 2, 2)]
+    ref, fast = _params(shapes=shapes), _params(shapes=shapes)
+    kw = dict(lr=1e-2, weight_decay=0.1, weight_decay_mode=mode)
+    _run(muonlab.AdamW, ref, impl="loop", **kw)
+    _run(muonlab.AdamW, fast, impl=impl, **kw)
+    assert _max_rel(fast, ref) < 1e-6
 
 
 def test_cautious_weight_decay_only_decays_agreeing_coordinates():

@@ -31,6 +31,10 @@ class AdamWRule(ElementwiseRule):
         "eps": H.ADAM_EPS,
         "weight_decay": H.Hyper(1e-2, "decoupled weight decay λ (torch default)", low=0.0),
         "weight_decay_mode": H.WEIGHT_DECAY_MODE,
+        "impl": H.Hyper(
+            "auto", "loop (reference), foreach, fused (CPU kernel) or auto (fused on CPU, else foreach)",
+            kind="choice", choices=("auto", "loop", "foreach", "fused"),
+        ),
     }
     state_keys = ("exp_avg", "exp_avg_sq")
 
@@ -39,6 +43,20 @@ class AdamWRule(ElementwiseRule):
             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
+
+    def step(self, params, grads, states, group, executor) -> None:
+        """Dispatch to the loop reference or a multi-tensor implementation (same results)."""
+        impl = group["impl"]
+        if impl == "loop" or group["weight_decay_mode"] == "cautious":
+            return super().step(params, grads, states, group, executor)
+        buckets: dict[tuple, list[int]] = {}
+        for i, p in enumerate(params):
+            buckets.setdefault((p.device, p.dtype), []).append(i)
+        for (device, _), idx in buckets.items():
+            fused = impl == "fused" or (impl == "auto" and device.type == "cpu")
+            _multi_tensor(
+                [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx], group, fused
+            )
 
     def update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
         beta1, beta2 = group["betas"]
@@ -57,6 +75,39 @@ class AdamWRule(ElementwiseRule):
         )
 
 
+def _multi_tensor(params, grads, states, group, fused: bool) -> None:
+    """All parameters of one device/dtype at once: torch's fused kernel or its foreach sequence.
+
+    Both reproduce torch.optim.AdamW(fused=True) / (foreach=True) bit for bit; the loop in
+    :meth:`AdamWRule.update` is the readable reference they are tested against. With
+    ``weight_decay_mode="coupled"`` the shell already added λW to the gradients, so the decoupled
+    decay here is 0.
+    """
+    beta1, beta2 = group["betas"]
+    lr = scalar(group["lr"])
+    wd = group["weight_decay"] if group["weight_decay_mode"] == "decoupled" else 0.0
+    exp_avgs = [st["exp_avg"] for st in states]
+    exp_avg_sqs = [st["exp_avg_sq"] for st in states]
+    steps = [st["step"] for st in states]
+    if fused:
+        torch._fused_adamw_(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr, beta1=beta1,
+            beta2=beta2, weight_decay=wd, eps=group["eps"], maximize=False,
+        )
+        return
+    if wd != 0:
+        torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    t = [st.item() for st in steps]
+    step_size = [(lr / (1 - beta1**k)) * -1 for k in t]
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, [(1 - beta2**k) ** 0.5 for k in t])
+    torch._foreach_add_(denom, group["eps"])
+    torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)
+
+
 class AdamW(HybridOptimizer):
     """AdamW with torch.optim.AdamW's arguments and results, plus ``weight_decay_mode``.
 
@@ -67,6 +118,8 @@ class AdamW(HybridOptimizer):
         eps: denominator epsilon (default 1e-8).
         weight_decay: decoupled weight decay λ (default 0.01).
         weight_decay_mode: "decoupled" (default), "coupled" (L2 in the gradient) or "cautious".
+        impl: "auto" (default: torch's fused kernel on CPU, foreach elsewhere), "fused",
+            "foreach" or "loop" (the readable reference); all give torch's results.
         check_finite: raise on NaN/Inf gradients naming the parameter (default False).
     """
 
@@ -79,12 +132,14 @@ class AdamW(HybridOptimizer):
         weight_decay: float = 1e-2,
         *,
         weight_decay_mode: str = "decoupled",
+        impl: str = "auto",
         check_finite: bool = False,
         executor: Any = None,
     ) -> None:
         super().__init__(
             params,
             "adamw",
+            impl=impl,
             check_finite=check_finite,
             executor=executor,
             lr=lr,
