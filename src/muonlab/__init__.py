@@ -9,9 +9,11 @@ Public API (one name per line, so the surface stays reviewable)::
 """
 
 from .matfn import newton_schulz, orthogonalize, polar_svd
+from .matfn import spectral_power
 from .optim import AdamW, HybridOptimizer, Muon
 from .registry import available_optimizers, get_spec
 from .routing import Role, check_coverage, classify, create_optimizer, routing_summary
+from . import diagnostics  # muonlab.diagnostics.spectral_stats / SpectralProbe after `import muonlab`
 
 __version__ = "0.1.0"
 
@@ -29,5 +31,6 @@ __all__ = [
     "orthogonalize",
     "polar_svd",
     "routing_summary",
+    "spectral_power",
     "__version__",
 ]

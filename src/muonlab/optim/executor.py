@@ -13,6 +13,8 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from ..matfn import from_matrix
+
 
 class LocalExecutor:
     """Run the matrix phase in this process.
@@ -41,6 +43,15 @@ class LocalExecutor:
             for j, i in enumerate(idx):
                 out[i] = batch[j]
         return out  # type: ignore[return-value]
+
+    def update_phase(self, rule, params, Xs, states, group) -> list[tuple[Tensor, float]]:
+        """``matrix_phase``, then ``rule.post`` per parameter: its ``(direction, step_size)``.
+
+        ``post`` is part of the full-matrix work (NorMuon and AdaMuon take Frobenius norms of O),
+        so distributed executors run it where ``matrix_fn`` ran.
+        """
+        Os = self.matrix_phase(rule, Xs, states, group)
+        return [rule.post(p, from_matrix(O, p.shape), st, group) for p, O, st in zip(params, Os, states)]
 
 
 def run_batch(rule, Xs: list[Tensor], states: list[dict], group: dict) -> list[Tensor]:

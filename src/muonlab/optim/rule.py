@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..matfn import METHODS, VIEWS, from_matrix, matrix_shape, orthogonalize, to_matrix
+from ..matfn import METHODS, VIEWS, matrix_shape, orthogonalize, to_matrix
 from ..matfn.coefficients import as_table
 from ..matfn.views import check_view
 from . import hyper as H
@@ -142,6 +142,12 @@ class MatrixRule(Rule):
     hypers = {**MATRIX_HYPERS, **ORTHO_HYPERS}
     #: Whether ``matrix_fn`` may receive several same-shape matrices stacked as ``(B, m, n)``.
     batchable: ClassVar[bool] = True
+    #: State keys that ``matrix_fn`` or ``post`` write, or read while another phase changes them
+    #: (NorMuon's row second moment, Dion's Q, MiMuon's counters). A distributed executor runs both
+    #: on one owner rank with these entries whole, then copies them back to every rank. ``None`` =
+    #: not declared: every key but ``step`` (always correct, moves more data), or none when the rule
+    #: keeps MatrixRule's own ``matrix_fn`` and ``post``.
+    matrix_state_keys: ClassVar[tuple[str, ...] | None] = None
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         check_view(tuple(p.shape), group.get("matrix_view"), where)
@@ -162,9 +168,7 @@ class MatrixRule(Rule):
     def step(self, params, grads, states, group, executor) -> None:
         view = group.get("matrix_view")
         Xs = [to_matrix(self.pre(p, g, st, group), view) for p, g, st in zip(params, grads, states)]
-        Os = executor.matrix_phase(self, Xs, states, group)
-        for p, O, st in zip(params, Os, states):
-            U, step_size = self.post(p, from_matrix(O, p.shape), st, group)
+        for p, (U, step_size) in zip(params, executor.update_phase(self, params, Xs, states, group)):
             apply_update(
                 p,
                 U,

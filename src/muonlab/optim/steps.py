@@ -109,3 +109,29 @@ def apply_update(
         p.add_(update, alpha=-step_size)  # mixed dtypes round once, in p's dtype
     else:
         p.addcdiv_(update, denom, value=-step_size)
+
+
+# ---- per-matrix state in the batched matrix phase -----------------------------------------------
+# A parameter seen with ``matrix_view="batch"`` is several matrices, so the ``(B, m, n)`` batch that
+# ``MatrixRule.matrix_fn`` gets holds ``B = len(states) · k`` matrices. Per-matrix state (a row
+# second moment, a scalar) is stored as ``(*lead, *tail)`` per parameter (``lead`` = the batch dims,
+# empty otherwise) and travels through the batch with these two functions.
+
+
+def matrix_state_zeros(p: Tensor, view: str | None, tail: tuple[int, ...] = (), dtype=None) -> Tensor:
+    """Zeros of shape ``(*lead, *tail)``: one ``tail``-shaped slot per matrix of ``p`` under ``view``."""
+    lead = tuple(p.shape[:-2]) if view == "batch" else ()
+    # new_zeros: for an FSDP2 (DTensor) parameter a replicated DTensor on its mesh, so element-wise
+    # code mixing it with the sharded gradient stays correct (DTensor reduces where needed).
+    return p.new_zeros((*lead, *tail), dtype=dtype or p.dtype)
+
+
+def gather_states(states: list[dict], key: str, tail: tuple[int, ...]) -> Tensor:
+    """``states[i][key]`` stacked as ``(B, *tail)``, aligned with the matrix batch (a new tensor)."""
+    return torch.stack([st[key] for st in states]).reshape(-1, *tail)
+
+
+def scatter_states_(states: list[dict], key: str, value: Tensor) -> None:
+    """Write a ``(B, *tail)`` batch back into ``states[i][key]`` (inverse of :func:`gather_states`)."""
+    for st, v in zip(states, value.reshape(len(states), -1).unbind(0)):
+        st[key].copy_(v.view(st[key].shape))

@@ -1,0 +1,250 @@
+"""MiMuon ("Mixed Muon"): per matrix and step, either a Muon step or a momentum-SGD step.
+
+Huang, Luo, Chen, "MiMuon: Mixed Muon Optimizer with Improved Generalization for Large Models"
+(arXiv 2605.19619, seed 000). The abstract says MiMuon "cautiously" uses orthogonalization and is
+"a hybrid of Muon and momentum-based SGD"; the paper body and code could not be read, so the exact
+rule is unknown (ALGORITHMS.md §5). Every candidate is selectable with ``rule=``::
+
+    M ← μ M + (1−μ) G                  (EMA; the authors' M ← β_H G + (1−β_H) M with β_H = 1 − μ)
+    X ← M   (or the Nesterov look-ahead if nesterov=True)
+    D ← s(m,n)·polar(X)       if the rule orthogonalizes this matrix at this step   (Muon branch)
+        c·X                   otherwise                                             (SGD branch)
+    W ← (1 − ηλ) W − η D      (s = √max(1, m/n) by default; c = sgd_lr_scale)
+
+``rule`` (source and certainty):
+
+* ``"gap"`` [SECONDARY: a third-party math page, junaidaliop/zij ``canon/math/mimuon.md``; the
+  only description of the paper's Algorithm 2 found]: orthogonalize when the minimum gap between
+  consecutive nonzero singular values of X, ``κ = min_i (σ_i − σ_{i+1})`` over
+  ``σ_i > rank_rtol·σ₁``, satisfies ``κ ≥ τ``; else SGD. ``gap_mode`` measures κ in absolute units
+  (the faithful reading) or relative to ``σ₁`` or ``‖X‖_F`` (scale-free, [RECON]); ``gap_top_k``
+  restricts the gap to the top k singular values [RECON]. κ comes from the eigenvalues of the
+  small-side Gram matrix in float64 (one ``k×k`` eigvalsh, no SVD), refreshed every ``gap_every``
+  steps (the decision in between reuses the last κ). A matrix with fewer than two nonzero
+  singular values has no gap: κ = +∞ (orthogonalize), except that ``τ = ∞`` always means SGD.
+* ``"bernoulli"`` [RECON; the seed's *simulated* author rebuttal: "orthogonalization with
+  probability p", whose stability argument takes a convex combination of the two branches]:
+  orthogonalize with probability ``ortho_prob``. Draws are a hash of (``seed``, step, the
+  parameter's key, matrix index), not a stateful generator: reproducible, independent of batching
+  and order, and bitwise identical after a ``state_dict`` round trip. The key is the CRC-32 of the
+  parameter's name when the group has ``param_names`` (as :func:`muonlab.create_optimizer` sets),
+  else its position in the group.
+* ``"periodic"`` [RECON]: orthogonalize at steps 1, 1 + k, 1 + 2k, ... (``period = k``).
+* ``"blend"`` [EXACT for Ultralytics MuSGD (YOLO26's default optimizer), RECON as MiMuon]: every
+  step ``D = (1−α)·s·polar(X) + α·c·X`` with ``α = blend`` (MuSGD: 0.5/0.5). Unlike MuSGD this
+  uses one momentum buffer, not a Nesterov-EMA one for Muon plus an accumulate one for SGD.
+
+**Default: ``rule="bernoulli"``, ``ortho_prob=0.5``.** The faithful gap rule is not a usable
+default: no τ was published, and for large noisy matrices the minimum consecutive gap is at
+random-matrix level spacing (≈ σ/k, shrinking with size), so an absolute τ picks SGD almost always
+and any fixed τ makes the orthogonalized fraction depend on layer size and gradient scale
+(ALGORITHMS.md §5.1). Bernoulli mixing is the other reading the seed gives, needs no singular
+values (cost ≤ Muon), and fixes the orthogonalized fraction (≈ ortho_prob) so runs are comparable.
+
+Scales: the Muon branch moves ``η·s`` in spectral norm, the SGD branch ``η·c·‖X‖``, with X at
+gradient scale (EMA form). With one η (the faithful ``c = 1``) the SGD steps are usually far
+smaller than the Muon steps; ``sgd_lr_scale`` sets their ratio [RECON]. In accumulate form
+(``momentum_form="accumulate"``) X is ``1/(1−μ)`` times larger.
+
+Diagnostics: per parameter, ``state["ortho_steps"]`` (matrix-steps that took the Muon branch),
+``state["matrix_steps"]`` (all matrix-steps) and, for ``"gap"``, ``state["gap"]`` (the last κ of
+each matrix, in ``gap_mode`` units). They are plain Python numbers, because torch casts every
+state tensor but ``step`` to the parameter's dtype on load (a bf16 count stops being exact at 256).
+:func:`orthogonalized_fraction` reads them; :func:`min_singular_gap` is κ as a pure function.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import torch
+from torch import Tensor
+
+from ..matfn.power import gram_singular_values
+from ..registry import OptimizerSpec, register
+from . import hyper as H
+from .rule import MatrixRule, orthogonalize_group, scalar
+from .steps import momentum_, shape_scale
+
+RULES = ("gap", "bernoulli", "periodic", "blend")
+GAP_MODES = ("absolute", "relative_to_sigma1", "relative_to_fro")
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finaliser (Steele, Lea, Flood, OOPSLA 2014; constants from Vigna's public-domain
+    reference): a bijective avalanche on 64-bit integers."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def bernoulli_uniform(seed: int, step: int, key: int, index: int = 0) -> float:
+    """A uniform number in [0, 1) that depends only on its arguments (counter-based, no state)."""
+    x = _mix64(seed)
+    for v in (step, key, index):
+        x = _mix64(x ^ (v & _MASK64))
+    return (x >> 11) / float(1 << 53)
+
+
+def min_singular_gap(
+    X: Tensor, mode: str = "absolute", rank_rtol: float | None = None, top_k: int | None = None
+) -> Tensor:
+    """κ = min over consecutive nonzero singular values of ``σ_i − σ_{i+1}``, per matrix (float64).
+
+    Args:
+        X: ``(..., m, n)``.
+        mode: "absolute", "relative_to_sigma1" (κ/σ₁) or "relative_to_fro" (κ/‖X‖_F).
+        rank_rtol: σ_i counts as nonzero when ``σ_i > rank_rtol·σ₁`` (default ``max(m, n)·ε_fp32``).
+        top_k: only the gaps among the top ``top_k`` singular values.
+
+    Returns:
+        ``(...)`` float64 tensor; ``+inf`` where fewer than two singular values are nonzero.
+    """
+    if mode not in GAP_MODES:
+        raise ValueError(f"unknown gap mode {mode!r}; choose one of {GAP_MODES}")
+    S = gram_singular_values(X)  # descending, float64, no SVD
+    if rank_rtol is None:
+        rank_rtol = max(X.shape[-2:]) * torch.finfo(torch.float32).eps
+    valid = S[..., 1:] > rank_rtol * S[..., :1]  # gap i is valid when σ_{i+1} is nonzero
+    if top_k is not None:
+        valid[..., max(top_k - 1, 0):] = False
+    gaps = torch.where(valid, S[..., :-1] - S[..., 1:], torch.full_like(S[..., 1:], math.inf))
+    kappa = gaps.amin(-1) if gaps.size(-1) else S.new_full(S.shape[:-1], math.inf)
+    if mode == "relative_to_sigma1":
+        kappa = kappa / S[..., 0].clamp_min(torch.finfo(S.dtype).tiny)
+    elif mode == "relative_to_fro":
+        kappa = kappa / S.norm(dim=-1).clamp_min(torch.finfo(S.dtype).tiny)
+    return kappa
+
+
+class MiMuonRule(MatrixRule):
+    """MiMuon as a :class:`MatrixRule`; the branch is chosen per matrix in :meth:`matrix_fn`."""
+
+    name = "mimuon"
+    hypers = {
+        **MatrixRule.hypers,
+        "lr": H.Hyper(0.02, "learning rate η of both branches (Keller's Muon lr; none published)", low=0.0),
+        "momentum": H.MOMENTUM,
+        "nesterov": H.Hyper(False, "Nesterov look-ahead (not in the relayed algorithm)", kind="bool"),
+        "momentum_form": H.MOMENTUM_FORM,
+        "rule": H.Hyper("bernoulli", "when to orthogonalize: " + ", ".join(RULES), kind="choice",
+                        choices=RULES),
+        "tau": H.Hyper(1e-3, "gap threshold τ, in gap_mode units (none published; GUESS)", low=0.0),
+        "gap_mode": H.Hyper("absolute", "units of κ and τ", kind="choice", choices=GAP_MODES),
+        "gap_every": H.Hyper(1, "recompute κ every this many steps", kind="int", low=1),
+        "gap_top_k": H.Hyper(None, "gap over the top k singular values only; None = all", kind="int",
+                             low=2, optional=True),
+        "rank_rtol": H.Hyper(None, "σ_i is nonzero when σ_i > rank_rtol·σ₁; None = max(m,n)·ε_fp32",
+                             low=0.0, optional=True),
+        "ortho_prob": H.Hyper(0.5, "probability of the Muon branch (rule='bernoulli')", low=0.0, high=1.0),
+        "seed": H.Hyper(0, "seed of the Bernoulli draws", kind="int", low=0),
+        "period": H.Hyper(2, "orthogonalize every period-th step (rule='periodic')", kind="int", low=1),
+        "blend": H.Hyper(0.5, "weight α of the SGD branch (rule='blend'; MuSGD: 0.5)", low=0.0, high=1.0),
+        "sgd_lr_scale": H.Hyper(1.0, "SGD-branch step = η·sgd_lr_scale·M (1 = faithful)", low=0.0),
+    }
+    state_keys = ("momentum_buffer",)
+    # matrix_fn reads and writes only plain-number state (counters, κ, draw key), which distributed
+    # executors copy back to every rank by themselves; no tensor state is needed on the owner.
+    matrix_state_keys = ()
+
+    def init_state(self, p: Tensor, group: dict) -> dict:
+        names = group.get("param_names")
+        index = next(i for i, q in enumerate(group["params"]) if q is p)
+        key = zlib.crc32(names[index].encode()) if names else index
+        return {
+            "momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "draw_key": key,
+            "ortho_steps": 0,
+            "matrix_steps": 0,
+        }
+
+    def pre(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> Tensor:
+        return momentum_(state["momentum_buffer"], grad, group["momentum"],
+                         nesterov=group["nesterov"], form=group["momentum_form"])
+
+    def _decide(self, X: Tensor, states: list[dict], group: dict) -> list[bool]:
+        """Muon branch or not, for each of the B matrices of X (``B // len(states)`` per state)."""
+        per = X.size(0) // len(states)
+        rule = group["rule"]
+        steps = [int(st["step"].item()) for st in states]
+        if rule == "bernoulli":
+            prob = group["ortho_prob"]
+            return [bernoulli_uniform(group["seed"], steps[i // per], states[i // per]["draw_key"], i % per) < prob
+                    for i in range(X.size(0))]
+        if rule == "periodic":
+            return [(steps[i // per] - 1) % group["period"] == 0 for i in range(X.size(0))]
+        if rule == "blend":
+            return [group["blend"] < 1.0] * X.size(0)
+        # rule == "gap": refresh κ at steps 1, 1 + gap_every, ... (per state, so the result does not
+        # depend on which parameters were batched together).
+        stale = [(s - 1) % group["gap_every"] == 0 or len(st.get("gap", ())) != per
+                 for s, st in zip(steps, states)]
+        if any(stale):
+            kappa = min_singular_gap(X, group["gap_mode"], group["rank_rtol"], group["gap_top_k"]).tolist()
+            for j, st in enumerate(states):
+                if stale[j]:
+                    st["gap"] = kappa[j * per:(j + 1) * per]
+        tau = group["tau"]
+        return [tau < math.inf and states[i // per]["gap"][i % per] >= tau for i in range(X.size(0))]
+
+    def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
+        ortho = self._decide(X, states, group)
+        per = X.size(0) // len(states)
+        for j, st in enumerate(states):
+            st["ortho_steps"] += sum(ortho[j * per:(j + 1) * per])
+            st["matrix_steps"] += per
+        s = shape_scale(X.size(-2), X.size(-1), group["adjust_lr_fn"])
+        c = group["sgd_lr_scale"]
+        if group["rule"] == "blend":
+            alpha = group["blend"]
+            D = X * (alpha * c)  # a new tensor: X may be the momentum buffer itself
+            if alpha < 1.0:
+                D.add_(orthogonalize_group(X, group), alpha=(1 - alpha) * s)
+            return D
+        if all(ortho):
+            return orthogonalize_group(X, group).mul_(s)
+        D = X * c  # a new tensor: X may be the momentum buffer itself
+        idx = [i for i, o in enumerate(ortho) if o]
+        if idx:
+            rows = torch.tensor(idx, device=X.device)
+            D[rows] = orthogonalize_group(X[rows], group).mul_(s).to(D.dtype)
+        return D
+
+    def post(self, p: Tensor, O: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
+        return O, scalar(group["lr"])  # the branch scales are already in O
+
+
+def orthogonalized_fraction(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """``{parameter name: fraction of its matrix-steps that took the Muon branch}``.
+
+    Covers every parameter whose state has MiMuon's counters (so groups of other rules are
+    skipped, and parameters that never stepped are absent). Names come from the group's
+    ``param_names``; without them a parameter is called ``"group{g}.param{i}"``.
+    """
+    out: dict[str, float] = {}
+    for g, group in enumerate(optimizer.param_groups):
+        names = group.get("param_names")
+        for i, p in enumerate(group["params"]):
+            st = optimizer.state.get(p, {})
+            if st.get("matrix_steps"):
+                out[names[i] if names else f"group{g}.param{i}"] = st["ortho_steps"] / st["matrix_steps"]
+    return out
+
+
+register(
+    OptimizerSpec(
+        name="mimuon",
+        rule=MiMuonRule(),
+        summary="per matrix and step: Muon (polar of momentum) or momentum SGD; rule= gap | "
+                "bernoulli (default, p=0.5) | periodic | blend",
+        recommended={"lr": 0.02, "weight_decay": 0.01},
+        source="Huang, Luo, Chen, arXiv 2605.19619 (abstract); rule via junaidaliop/zij mimuon.md",
+        certainty="RECON",
+        state="1× (momentum_buffer) + counters",
+        search_space={"lr": (1e-3, 1e-1)},
+    )
+)
