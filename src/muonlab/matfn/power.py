@@ -20,22 +20,25 @@ is transposed so the Gram matrix ``A = X Xᵀ`` is ``k×k`` with ``k = min(m, n)
 
 Small and zero singular values (documented behaviour, rank-deficient inputs included): the input
 is first scaled to unit Frobenius norm (the map is homogeneous, ``Ψ_p(cG) = cᵖ Ψ_p(G)``, so the
-result is scaled back by ``‖G‖_Fᵖ``). The Gram routes then add a ridge
-``δ = ridge·tr(A)/k + 8·ε·‖A‖_F`` (ε = machine epsilon of the compute dtype): each singular value
-maps to ``σ (σ² + δ)^{(p−1)/2}`` instead of ``σᵖ``. That is ``≈ σᵖ`` for ``σ² ≫ δ`` and goes to 0
-*linearly* as ``σ → 0``; zero singular values (rank-deficient or all-zero input) give exactly 0
-directions, never NaN. The ``8ε‖A‖_F`` term sits above the rounding noise of the Gram product
-(about 2e-7·λ_max in float32, measured), which would otherwise make eigenvalues negative and the
-coupled iteration diverge. "eigh" also maps directions with ``λ ≤ 8ε‖A‖_F`` (σ below about
-1e-3·σ_max in float32) to 0, because their eigenvectors are rounding noise. "svd" maps
-``σ ≤ rtol·σ_max`` to 0 (``rtol = max(m, n)·ε``, as :func:`polar_svd`).
+result is scaled back by ``‖G‖_Fᵖ``). The Gram routes then add a ridge ``δ`` to ``A``: each singular
+value maps to ``σ (σ² + δ)^{(p−1)/2}`` instead of ``σᵖ``, which is ``≈ σᵖ`` for ``σ² ≫ δ``, never
+larger than ``σᵖ``, and goes to 0 *linearly* as ``σ → 0``. ``δ = ridge·tr(A)/k`` (default
+``ridge = 0``; BeyondMuon: 1e-4), plus for "newton" the rounding floor ``4ε‖A‖_F`` (ε = machine
+epsilon of the compute dtype): the float32 Gram product of a rank-deficient matrix has eigenvalues
+down to −0.8ε‖A‖_F (measured), and a negative eigenvalue makes the coupled iteration diverge.
+"eigh" instead maps directions with ``λ ≤ 4ε‖A‖_F`` (σ below about 1e-3·σ_max in float32) to 0,
+because their eigenvectors are rounding noise. "svd" maps ``σ ≤ rtol·σ_max`` to 0
+(``rtol = max(m, n)·ε``, as :func:`polar_svd`). So a rank-r input gives a rank-r output and a zero
+input gives zeros, never NaN.
 
-Accuracy (float32, checked in tests/test_power.py against float64 SVD): with the default
-``ridge=0`` and ``iters=20`` every singular value is within 5% of ``σᵖ`` for condition numbers up
-to 1e2 (typically < 0.5%; the worst case is one tiny σ under many large ones in a big matrix,
-≈ 3.6% at k = 256). BeyondMuon's own settings (``ridge=1e-4``, ``iters=15``) give ≈ 3% at σ = 1e-2
-for a geometric spectrum but ≈ 15% for that worst case; the optimizer
-(:mod:`muonlab.optim.spectral_power`) keeps them for fidelity.
+Accuracy (float32, checked in tests/test_power.py against float64 SVD): with the defaults
+(``ridge=0``, ``iters=20``) every singular value is within 5% of ``σᵖ`` for condition numbers up
+to 1e2, typically < 0.5%. The worst case is one σ = σ_max/100 under many σ = σ_max in a big matrix,
+where the floor (``‖A‖_F ≈ √k·λ_max``) costs ≈ 1.9% for p = 1/2 at k = 256, growing like √k.
+BeyondMuon's own settings (``ridge=1e-4``, ``iters=15``) give ≈ 3% at σ = 1e-2·σ_max for a
+geometric spectrum but 16–19% for that worst case; the optimizer
+(:mod:`muonlab.optim.spectral_power`) keeps them for fidelity. Details and measurements:
+docs/methods/seed_methods.md.
 """
 
 from __future__ import annotations

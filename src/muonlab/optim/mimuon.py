@@ -122,7 +122,16 @@ def min_singular_gap(
 
 
 class MiMuonRule(MatrixRule):
-    """MiMuon as a :class:`MatrixRule`; the branch is chosen per matrix in :meth:`matrix_fn`."""
+    """MiMuon as a :class:`MatrixRule`; the branch is chosen per matrix in :meth:`matrix_fn`.
+
+    Example::
+
+        >>> opt = muonlab.create_optimizer(model, "mimuon")               # Bernoulli, p = 0.5
+        >>> opt = muonlab.create_optimizer(model, "mimuon", rule="gap", gap_mode="relative_to_sigma1",
+        ...                                gap_top_k=8, tau=3e-3, gap_every=10)
+        >>> ...  # train
+        >>> orthogonalized_fraction(opt)                                  # {"blocks.0.attn.w": 0.48, ...}
+    """
 
     name = "mimuon"
     hypers = {
@@ -172,8 +181,8 @@ class MiMuonRule(MatrixRule):
         rule = group["rule"]
         steps = [int(st["step"].item()) for st in states]
         if rule == "bernoulli":
-            prob = group["ortho_prob"]
-            return [bernoulli_uniform(group["seed"], steps[i // per], states[i // per]["draw_key"], i % per) < prob
+            seed, prob = group["seed"], group["ortho_prob"]
+            return [bernoulli_uniform(seed, steps[i // per], states[i // per]["draw_key"], i % per) < prob
                     for i in range(X.size(0))]
         if rule == "periodic":
             return [(steps[i // per] - 1) % group["period"] == 0 for i in range(X.size(0))]

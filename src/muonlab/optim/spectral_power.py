@@ -18,9 +18,9 @@ factor there). Ψ_p comes from :func:`muonlab.matfn.spectral_power`:
 * p = 1/2, 1/4: the coupled Newton iteration on the small Gram matrix, ``power_iters = 15`` steps
   per root, relative ridge ``1e-4·tr(A)/k`` (BeyondMuon's values). One deviation: the update is
   scaled to unit Frobenius norm first and BeyondMuon's absolute ``+1e-6`` ridge is replaced by
-  ``8ε‖A‖_F`` (see :mod:`muonlab.matfn.power`), so the transform is exactly homogeneous
-  (``Ψ_p(cU) = cᵖΨ_p(U)``) also for gradient-scale momentum; for Adam updates (Gram eigenvalues
-  ≈ n) the two agree to round-off.
+  ``4ε‖A‖_F`` (see :mod:`muonlab.matfn.power`), so the transform is exactly homogeneous
+  (``Ψ_p(cU) = cᵖΨ_p(U)``) also for gradient-scale momentum. For Adam updates (Gram eigenvalues
+  ≈ n) BeyondMuon's absolute term is ≈ 1e-5 of the relative ridge, so the two agree closely.
 * other p: eigendecomposition of the small Gram matrix ("eigh"); p = 1: the identity.
 
 Defaults (ALGORITHMS.md §6): ``p = 1/2`` and ``base = "adam"`` (the paper's finding: RMS-normalised
@@ -55,7 +55,14 @@ BEYONDMUON_LR = {
 
 
 class SpectralPowerRule(MatrixRule):
-    """``W ← W − η·s_p·Ψ_p(base update)`` (see the module docstring for the math and defaults)."""
+    """``W ← W − η·s_p·Ψ_p(base update)`` (see the module docstring for the math and defaults).
+
+    Example::
+
+        >>> opt = muonlab.create_optimizer(model, "spectral_power")                 # AdamS
+        >>> opt = muonlab.create_optimizer(model, "spectral_power", base="momentum", p=0.25,
+        ...                                lr=BEYONDMUON_LR[("momentum", 0.25)])    # mSGDQ
+    """
 
     name = "spectral_power"
     hypers = {
