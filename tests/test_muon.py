@@ -192,3 +192,18 @@ def test_cautious_weight_decay_only_decays_agreeing_coordinates():
     # update U = grad; decay where U·W >= 0: entries (0,0) and (1,1)
     want = torch.tensor([[1.0 - 0.05 - 0.1, -1.0 - 0.1], [2.0 + 0.1, -2.0 + 0.1 + 0.1]])
     assert torch.allclose(p.detach(), want)
+
+
+@pytest.mark.parametrize("impl", ["auto", "fused", "foreach"])
+def test_adamw_non_contiguous_gradients(impl):
+    # torch 2.13's fused CPU AdamW kernel mishandles gradients whose strides differ from the param.
+    a = torch.nn.Parameter(torch.randn(20, 8))
+    b = torch.nn.Parameter(a.detach().clone())
+    opt_a = muonlab.AdamW([a], lr=0.1, impl=impl)
+    opt_b = muonlab.AdamW([b], lr=0.1, impl="loop")
+    for t in range(3):
+        g = torch.randn(8, 20, generator=torch.Generator().manual_seed(t)).T
+        a.grad, b.grad = g, g.contiguous()
+        opt_a.step()
+        opt_b.step()
+    assert torch.allclose(a, b, atol=1e-6)

@@ -53,10 +53,12 @@ class AdamWRule(ElementwiseRule):
         for i, p in enumerate(params):
             buckets.setdefault((p.device, p.dtype), []).append(i)
         for (device, _), idx in buckets.items():
-            fused = impl == "fused" or (impl == "auto" and device.type == "cpu")
-            _multi_tensor(
-                [params[i] for i in idx], [grads[i] for i in idx], [states[i] for i in idx], group, fused
-            )
+            ps, gs = [params[i] for i in idx], [_like_param(params[i], grads[i]) for i in idx]
+            # torch 2.13's fused CPU kernel is wrong when a gradient's strides differ from its
+            # parameter's (e.g. a transposed view as grad): such buckets take the foreach path.
+            aligned = all(g.stride() == p.stride() for p, g in zip(ps, gs))
+            fused = aligned and (impl == "fused" or (impl == "auto" and device.type == "cpu"))
+            _multi_tensor(ps, gs, [states[i] for i in idx], group, fused)
 
     def update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
         beta1, beta2 = group["betas"]
@@ -73,6 +75,11 @@ class AdamWRule(ElementwiseRule):
             mode=group["weight_decay_mode"],
             denom=denom,
         )
+
+
+def _like_param(p: Tensor, g: Tensor) -> Tensor:
+    """``g`` with ``p``'s memory layout when ``p`` is contiguous (a copy only if needed)."""
+    return g.contiguous() if p.is_contiguous() and not g.is_contiguous() else g
 
 
 def _multi_tensor(params, grads, states, group, fused: bool) -> None:

@@ -53,6 +53,7 @@ class CondaRule(MatrixRule):
         "scale": H.Hyper(1.0, "multiplier of the projected-back update", low=0.0),
     }
     state_keys = ("exp_avg", "exp_avg_sq", "proj")
+    matrix_state_keys = ("exp_avg", "exp_avg_sq", "proj")  # read after pre; v and P written
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         k = min(matrix_shape(tuple(p.shape), group["matrix_view"]))

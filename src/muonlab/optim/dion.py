@@ -93,6 +93,7 @@ class DionRule(MatrixRule):
                                 choices=(None,) + SHAPE_SCALES),
     }
     state_keys = ("momentum_buffer", "Q")
+    matrix_state_keys = ("momentum_buffer", "Q")  # matrix_fn writes both (error feedback, warm start)
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         view = group["matrix_view"]

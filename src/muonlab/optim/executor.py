@@ -8,6 +8,7 @@ and assign each matrix to an owner rank; rules never see ranks.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
 import torch
@@ -43,6 +44,10 @@ class LocalExecutor:
             for j, i in enumerate(idx):
                 out[i] = batch[j]
         return out  # type: ignore[return-value]
+
+    def step_context(self):
+        """Context the shell runs ``step()`` in: nothing here (DistributedExecutor: DTensor rules)."""
+        return contextlib.nullcontext()
 
     def update_phase(self, rule, params, Xs, states, group) -> list[tuple[Tensor, float]]:
         """``matrix_phase``, then ``rule.post`` per parameter: its ``(direction, step_size)``.

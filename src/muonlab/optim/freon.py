@@ -96,6 +96,8 @@ class FreonRule(MuonRule):
                             high_open=True),
     }
 
+    matrix_state_keys = ()  # matrix_fn uses no state
+
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         return schatten_direction(X, group["q"], sv_floor=group["sv_floor"],
                                   compute_dtype=getattr(torch, group["compute_dtype"]))

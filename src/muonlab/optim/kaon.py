@@ -77,6 +77,8 @@ class KaonRule(MuonRule):
         "seed": H.Hyper(0, "seed of the uniform ξ", kind="int", low=0),
     }
 
+    matrix_state_keys = ()  # matrix_fn reads only the step counter and the (plain int) draw_key
+
     def init_state(self, p: Tensor, group: dict) -> dict:
         return {**super().init_state(p, group), "draw_key": param_key(p, group)}
 

@@ -86,6 +86,7 @@ class ScionRule(MatrixRule):
         "transpose": H.Hyper(False, "col/row_norm on the transpose ((vocab, d) embeddings)", kind="bool"),
     }
     state_keys = ("momentum_buffer",)
+    matrix_state_keys = ()  # matrix_fn and post use no state
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         if p.ndim < 2:

@@ -29,6 +29,15 @@ def _param_label(group: dict, i: int, p: Tensor) -> str:
     return f"#{i} (shape {tuple(p.shape)})"
 
 
+def _default_executor():
+    """LocalExecutor; muonlab.distributed's executor when a process group is initialised."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        from ..distributed import auto_executor  # lazy: the only package that uses torch.distributed
+
+        return auto_executor()
+    return LocalExecutor()
+
+
 class HybridOptimizer(torch.optim.Optimizer):
     """One optimizer whose param groups may each use a different registered rule.
 
@@ -40,8 +49,9 @@ class HybridOptimizer(torch.optim.Optimizer):
         check_finite: when True, every step checks each gradient and raises
             ``FloatingPointError`` naming the parameter if one is NaN/Inf. Off by default because
             the check forces a device synchronisation.
-        executor: where the full-matrix phase runs (default :class:`LocalExecutor`, which batches
-            same-shape matrices).
+        executor: where the full-matrix phase runs. Default: :class:`LocalExecutor` (batches
+            same-shape matrices), or ``muonlab.distributed.DistributedExecutor`` when a process
+            group of several ranks is initialised (create the optimizer after that).
         **defaults: hyperparameters applied to every group whose rule declares them.
 
     Hyperparameters are filled per group from (1) the group dict, (2) ``**defaults`` (only keys
@@ -69,7 +79,7 @@ class HybridOptimizer(torch.optim.Optimizer):
         registry.get_spec(algorithm)  # fail early on an unknown name
         if not isinstance(check_finite, bool):
             raise ValueError(f"invalid check_finite={check_finite!r}; expected True or False")
-        self.executor = executor if executor is not None else LocalExecutor()
+        self.executor = executor if executor is not None else _default_executor()
         super().__init__(params, dict(defaults, algorithm=algorithm, check_finite=check_finite))
         # An optimizer-wide hyperparameter must mean something to at least one group's rule.
         known = set(registry.get_rule(algorithm).hypers)
@@ -143,11 +153,12 @@ class HybridOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for index, group in enumerate(self.param_groups):
-            rule = registry.get_rule(group["algorithm"])
-            params, grads, states = self._collect(index, group, rule)
-            if params:
-                rule.step(params, grads, states, group, self.executor)
+        with self.executor.step_context():
+            for index, group in enumerate(self.param_groups):
+                rule = registry.get_rule(group["algorithm"])
+                params, grads, states = self._collect(index, group, rule)
+                if params:
+                    rule.step(params, grads, states, group, self.executor)
         return loss
 
     def _collect(self, index: int, group: dict, rule) -> tuple[list, list, list]:

@@ -121,8 +121,8 @@ def apply_update(
 def matrix_state_zeros(p: Tensor, view: str | None, tail: tuple[int, ...] = (), dtype=None) -> Tensor:
     """Zeros of shape ``(*lead, *tail)``: one ``tail``-shaped slot per matrix of ``p`` under ``view``."""
     lead = tuple(p.shape[:-2]) if view == "batch" else ()
-    # new_zeros: for an FSDP2 (DTensor) parameter a replicated DTensor on its mesh, so element-wise
-    # code mixing it with the sharded gradient stays correct (DTensor reduces where needed).
+    # new_zeros: for an FSDP2 (DTensor) parameter, a DTensor replicated on its mesh, so code that
+    # mixes it with the sharded gradient (AdaGO's ‖G‖²) stays correct: DTensor reduces as needed.
     return p.new_zeros((*lead, *tail), dtype=dtype or p.dtype)
 
 
