@@ -12,7 +12,7 @@ from conftest import make_matrix
 from muonlab import newton_schulz, orthogonalize, polar_svd
 from muonlab.matfn import coefficients as C
 
-NS_METHODS = ("newton_schulz", "you5", "you6", "polar_express")
+NS_METHODS = ("newton_schulz", "you5", "you6", "polar_express", "polar_express_4")
 
 
 def _expected_ns(G: torch.Tensor, table, steps, norm_safety=1.0) -> torch.Tensor:
@@ -165,3 +165,16 @@ def test_bad_arguments_name_the_value(kwargs, match):
 def test_vectors_are_rejected_with_their_shape():
     with pytest.raises(ValueError, match=r"shape \(7,\)"):
         orthogonalize(torch.randn(7))
+
+
+def test_polar_express_generator_reproduces_the_papers_table():
+    table = C.polar_express_table(1e-3, 8)
+    assert np.abs(np.array(table) - np.array(C.POLAR_EXPRESS_RAW)).max() < 1e-8
+    assert np.abs(np.array(C.polar_express_table(1e-2, 4)) - np.array(C.POLAR_EXPRESS_4_RAW)).max() < 1e-12
+
+
+def test_four_step_table_beats_keller_five_steps_on_its_interval():
+    x = np.geomspace(1e-2, 1.0, 5001)
+    pe4 = C.scalar_map(C.POLAR_EXPRESS_4, x / C.POLAR_EXPRESS_SAFETY)
+    keller = C.scalar_map(C.schedule(C.JORDAN, 5), x)
+    assert np.abs(pe4 - 1).max() < 0.025 < np.abs(keller - 1).max()

@@ -66,6 +66,7 @@ def _pytorch_optimizer(params):
 CONTENDERS: dict[str, Contender] = {
     "torch.optim.Muon+AdamW": _torch_muon,
     "muonlab": _muonlab(),
+    "muonlab(polar_express_4)": _muonlab(orthogonalizer="polar_express_4"),
     "muonlab(ns_gram)": _muonlab(ns_gram=True),
     "muonlab(no batching)": None,  # filled below (needs the executor class)
     "heavyball.Muon+AdamW": _heavyball,

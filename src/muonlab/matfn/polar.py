@@ -15,16 +15,17 @@ from torch import Tensor
 from .coefficients import POLAR_EXPRESS_SAFETY, TABLES, Triple, as_table, schedule
 
 #: Orthogonalization methods accepted by :func:`orthogonalize`.
-METHODS = ("newton_schulz", "you5", "you6", "polar_express", "svd")
+METHODS = ("newton_schulz", "you5", "you6", "polar_express", "polar_express_4", "svd")
 
 # Default number of steps per method. Keller Jordan: 5. Tuned tables: their length. Polar Express:
 # 5, the paper's recommendation for bf16 training (arXiv 2505.16932, "Muon usage").
-_DEFAULT_STEPS = {"newton_schulz": 5, "you5": 5, "you6": 6, "polar_express": 5}
+_DEFAULT_STEPS = {"newton_schulz": 5, "you5": 5, "you6": 6, "polar_express": 5, "polar_express_4": 4}
 _DEFAULT_TABLE = {
     "newton_schulz": "jordan",
     "you5": "you5",
     "you6": "you6",
     "polar_express": "polar_express",
+    "polar_express_4": "polar_express_4",
 }
 
 
@@ -195,6 +196,8 @@ def orthogonalize(
         ``"polar_express"``: Polar Express per-step minimax table with the 1.01 safety factor and
         normalisation margin (arXiv 2505.16932), 5 steps by default; 8 steps reach 1 ± 1e-3 for
         normalised σ ∈ [1e-3, 1] (in fp32).
+        ``"polar_express_4"``: Polar Express re-designed for 4 steps on σ ∈ [1e-2, 1] (band
+        [0.977, 1.013] there, vs [0.68, 1.13] for Keller's 5 steps): 20% fewer FLOPs.
         ``"svd"``: the exact ``U Vᵀ`` (:func:`polar_svd`), the reference.
 
     ``coefficients`` overrides the method's table (any Newton–Schulz-type method); ``steps``
@@ -209,7 +212,7 @@ def orthogonalize(
     if steps is None:
         steps = _DEFAULT_STEPS[method]
     if norm_safety is None:
-        norm_safety = POLAR_EXPRESS_SAFETY if method == "polar_express" else 1.0
+        norm_safety = POLAR_EXPRESS_SAFETY if method.startswith("polar_express") else 1.0
     return newton_schulz(
         G,
         table,
