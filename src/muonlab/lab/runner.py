@@ -1,0 +1,387 @@
+"""The runner: one flat training loop for any workload × optimizer × seed, resumable.
+
+Shaped like nanoGPT's ``train.py`` and modded-nanogpt's ``train_gpt_simple.py``: set up, then one
+``while`` loop that evaluates every ``eval_every`` steps (untimed, AlgoPerf's accounting), sets
+every group's lr to ``initial_lr × schedule(step)``, and takes a step. Optimizers come from the
+registry (:func:`muonlab.create_optimizer`) or, for a dotted name, from an import path
+(:mod:`.external`), so the loop never branches on an optimizer's name.
+
+A run is resumable: after each evaluation the metrics are rewritten atomically and a checkpoint
+(model, optimizers, data-stream generator, RNG states, step, accumulated time) is saved
+atomically; a rerun of a killed run continues from it and reproduces the uninterrupted run (the
+same batches, the same updates). A finished run has a ``done`` file and is never rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .external import build_external, is_import_path
+from .records import load_checkpoint, provenance, read_json, read_jsonl, save_checkpoint, write_json, write_jsonl
+from .workload import Workload
+from .workloads import make_workload
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one run (the point of a sweep).
+
+    Attributes:
+        workload: a name from :func:`muonlab.lab.available_workloads`.
+        optimizer: a registry name (:func:`muonlab.available_optimizers`) or an import path
+            such as ``torch.optim.AdamW``.
+        seed: model init and data order (default 0).
+        steps: training steps; 0 = the workload's ``default_steps``.
+        knobs: workload knobs (width, depth, data, ...), checked against the workload's fields.
+        hparams: optimizer hyperparameters for the method's groups, on top of the registry's
+            recommended ones (e.g. ``{"lr": 0.02}``).
+        aux: hyperparameters of the AdamW groups (embeddings, head, vectors) of a matrix method.
+        warmup: fraction of ``steps`` with a linear LR warmup from 0 (default 0.05).
+        schedule: LR decay after warmup: "cosine" (default), "linear" or "constant".
+        final_lr_frac: LR multiplier at the last step for cosine/linear (default 0.1, nanoGPT's
+            ``min_lr = learning_rate/10``).
+        eval_every: steps between evaluations; 0 = the workload's default.
+        checkpoint_every: steps between checkpoints, rounded up to a multiple of ``eval_every``;
+            0 = at every evaluation. A resumed run repeats at most this many steps.
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
+        probe_every: sample spectral diagnostics every N optimizer steps (0 = off); needs
+            :mod:`muonlab.diagnostics`.
+        keep_checkpoint: keep checkpoint.pt after the run finishes (default False, to save disk).
+    """
+
+    workload: str
+    optimizer: str
+    seed: int = 0
+    steps: int = 0
+    knobs: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    aux: dict[str, Any] = field(default_factory=dict)
+    warmup: float = 0.05
+    schedule: str = "cosine"
+    final_lr_frac: float = 0.1
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    device: str = "auto"
+    probe_every: int = 0
+    keep_checkpoint: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """What distinguishes this point from others apart from the seed (for its directory name).
+
+        Device, probe and checkpoint settings do not change the result and are left out.
+        """
+        from .workloads import get_workload
+
+        out = {**self.hparams, **{f"adamw.{k}": v for k, v in self.aux.items()}, **self.knobs}
+        out["steps"] = self.steps or get_workload(self.workload).default_steps  # 0 means the default
+        defaults = RunConfig("", "")
+        for k in ("warmup", "schedule", "final_lr_frac", "eval_every"):
+            if getattr(self, k) != getattr(defaults, k):
+                out[k] = getattr(self, k)
+        return out
+
+
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig)
+                   if f.name not in ("workload", "optimizer", "knobs", "hparams", "aux"))
+PREFIXES = ("run.", "workload.", "opt.", "adamw.")
+
+
+def apply_setting(cfg: RunConfig, key: str, value: Any) -> RunConfig:
+    """A copy of ``cfg`` with ``key=value`` placed where it belongs (``--set``/``--grid`` keys).
+
+    An explicit prefix decides: ``run.`` a runner field, ``workload.`` a workload knob, ``opt.``
+    an optimizer hyperparameter, ``adamw.`` a hyperparameter of the auxiliary AdamW groups.
+    Without one, runner fields (:data:`RUN_FIELDS`) come first, then the workload's knobs, and any
+    other key is an optimizer hyperparameter (checked when the optimizer is built, so a typo
+    fails with the list of valid names).
+    """
+    from .workload import coerce_knob, knob_types
+    from .workloads import get_workload
+
+    cls = get_workload(cfg.workload)
+    prefix, _, name = key.partition(".") if key.startswith(PREFIXES) else ("", "", key)
+    if not name:
+        raise ValueError(f"setting {key!r} has an empty name after its prefix")
+    if prefix == "run" or (not prefix and name in RUN_FIELDS):
+        if name not in RUN_FIELDS:
+            raise ValueError(f"unknown runner setting {name!r}; runner settings: {', '.join(RUN_FIELDS)}")
+        want = type(getattr(RunConfig("", ""), name))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ValueError(f"runner setting {name}={value!r} must be {want.__name__}")
+        return dataclasses.replace(cfg, **{name: value})
+    if prefix == "workload" or (not prefix and name in knob_types(cls)):
+        return dataclasses.replace(cfg, knobs={**cfg.knobs, name: coerce_knob(cls, name, value)})
+    if prefix == "adamw":
+        return dataclasses.replace(cfg, aux={**cfg.aux, name: value})
+    return dataclasses.replace(cfg, hparams={**cfg.hparams, name: value})
+
+
+def lr_multiplier(step: int, steps: int, warmup: float, schedule: str, final_lr_frac: float) -> float:
+    """LR multiplier at ``step`` (0-based): linear warmup over ``warmup·steps`` steps, then decay.
+
+    After warmup, ``t`` runs from 0 to 1 over the remaining steps; "cosine" gives
+    ``f + (1−f)·(1 + cos πt)/2`` (nanoGPT ``get_lr``), "linear" gives ``1 − (1−f)·t``,
+    "constant" gives 1, with ``f = final_lr_frac``.
+    """
+    n_warm = round(warmup * steps)
+    if step < n_warm:
+        return (step + 1) / n_warm
+    t = min(1.0, (step - n_warm) / max(1, steps - n_warm - 1))
+    if schedule == "cosine":
+        return final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * t))
+    if schedule == "linear":
+        return 1 - (1 - final_lr_frac) * t
+    return 1.0
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def build_optimizers(model: torch.nn.Module, cfg: RunConfig, wl: Workload) -> list[torch.optim.Optimizer]:
+    """The run's optimizer(s): one muonlab optimizer from the registry, or an external class
+    for the hidden matrices plus AdamW for the rest (see :mod:`.external`).
+
+    A method that declares a ``seed`` hyperparameter gets the run's seed unless one is set, so
+    "seeds" in a sweep cover all of a run's randomness.
+    """
+    if is_import_path(cfg.optimizer):
+        return build_external(model, cfg.optimizer, cfg.hparams, cfg.aux, wl.routing())
+    from ..registry import get_spec
+    from ..routing import create_optimizer
+
+    spec = get_spec(cfg.optimizer)
+    if cfg.aux and not spec.matrix:
+        raise ValueError(f"adamw.* settings {sorted(cfg.aux)} apply to the AdamW groups of a matrix "
+                         f"method; {cfg.optimizer!r} is element-wise and takes them directly")
+    hparams = dict(cfg.hparams)
+    if "seed" in spec.rule.hypers:  # a randomised method (MiMuon's draws, Dion's Q): one run seed
+        hparams.setdefault("seed", cfg.seed)
+    return [create_optimizer(model, cfg.optimizer, adamw=cfg.aux or None, **wl.routing(), **hparams)]
+
+
+def check_config(cfg: RunConfig, *, build: bool = True) -> None:
+    """Raise ValueError for a bad config before any training.
+
+    Checks the runner settings and the workload knobs; with ``build`` it also builds the model and
+    the optimizers, which catches unknown or invalid hyperparameters (no data is loaded).
+    """
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"schedule={cfg.schedule!r} is not valid; choose one of {', '.join(SCHEDULES)}")
+    if min(cfg.steps, cfg.eval_every, cfg.checkpoint_every, cfg.probe_every) < 0:
+        raise ValueError(f"steps={cfg.steps}, eval_every={cfg.eval_every}, checkpoint_every="
+                         f"{cfg.checkpoint_every} and probe_every={cfg.probe_every} must be >= 0")
+    if not 0 <= cfg.warmup <= 1 or not 0 <= cfg.final_lr_frac <= 1:
+        raise ValueError(f"warmup={cfg.warmup} and final_lr_frac={cfg.final_lr_frac} must be in [0, 1]")
+    pick_device(cfg.device)
+    wl = make_workload(cfg.workload, **cfg.knobs)
+    if build:
+        build_optimizers(wl.build_model(cfg.seed), cfg, wl)
+
+
+def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train one point, writing config.json, metrics.jsonl and finally ``done`` into ``run_dir``.
+
+    Resumes from ``run_dir/checkpoint.pt`` when present; returns the ``done`` summary at once when
+    the run already finished. Never stops early on the metric (STYLE.md §4.7), only on a
+    non-finite loss (``diverged: true``).
+
+    Returns:
+        The summary: final metrics, steps, ``time/train_s``, ``diverged`` and ``resumed_at``.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "done").exists():
+        return read_json(run_dir / "done")
+    check_config(cfg, build=False)  # the model and optimizers are built just below
+    wl = make_workload(cfg.workload, **cfg.knobs)
+    steps = cfg.steps or wl.default_steps
+    eval_every = cfg.eval_every or wl.eval_every
+    ckpt_every = -(-max(cfg.checkpoint_every, 1) // eval_every) * eval_every  # a multiple of eval_every
+    device = pick_device(cfg.device)
+    wl.setup(device)
+    model = wl.build_model(cfg.seed).to(device)
+    optimizers = build_optimizers(model, cfg, wl)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]  # the base lr; the schedule multiplies it each step
+    gen = torch.Generator().manual_seed(cfg.seed)  # the training data stream, checkpointed
+    step, train_time, eval_time, rows, resumed_at = 0, 0.0, 0.0, [], []
+
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        for opt, state in zip(optimizers, ckpt["optimizers"]):
+            opt.load_state_dict(state)
+        gen.set_state(ckpt["gen"])
+        _set_rng_state(ckpt["rng"])
+        step, train_time, eval_time = ckpt["step"], ckpt["train_time"], ckpt["eval_time"]
+        resumed_at = ckpt["resumed_at"] + [step]
+        # Rows after the checkpoint were measured by the killed process; they are measured again.
+        rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] <= step]
+    else:
+        write_json(run_dir / "config.json", _config_record(cfg, wl, steps, eval_every, device, optimizers))
+    probe = _attach_probe(model, optimizers[0], cfg.probe_every, run_dir, step)
+
+    bar = _progress(progress, steps, step, f"{cfg.workload} {cfg.optimizer} seed={cfg.seed}")
+    loss_sum, loss_n, diverged = 0.0, 0, False
+    model.train()
+    while True:
+        last = step == steps or diverged
+        # ---- evaluate (untimed), record, checkpoint; a resumed step is already recorded ----
+        if (step % eval_every == 0 or last) and not (rows and rows[-1]["step"] == step):
+            t0 = time.perf_counter()
+            model.eval()
+            with torch.no_grad():
+                metrics = wl.evaluate(model)
+            model.train()
+            eval_time += time.perf_counter() - t0
+            row = {"step": step, "train/loss": loss_sum / loss_n if loss_n else None, **metrics,
+                   "lr_mult": lr_multiplier(min(step, steps - 1), steps, cfg.warmup, cfg.schedule,
+                                            cfg.final_lr_frac),
+                   "time/train_s": train_time, "time/eval_s": eval_time}
+            rows.append(row)
+            write_jsonl(run_dir / "metrics.jsonl", rows)
+            loss_sum, loss_n = 0.0, 0
+            if probe is not None:
+                probe.flush()
+            if not last and step % ckpt_every == 0:
+                save_checkpoint(run_dir / "checkpoint.pt", {
+                    "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                    "gen": gen.get_state(), "rng": _get_rng_state(), "step": step,
+                    "train_time": train_time, "eval_time": eval_time, "resumed_at": resumed_at})
+            bar.set_postfix({wl.metric: f"{metrics.get(wl.metric, float('nan')):.4g}"}, refresh=False)
+        if last:
+            break
+        # ---- one training step (timed) ----
+        t0 = time.perf_counter()
+        mult = lr_multiplier(step, steps, cfg.warmup, cfg.schedule, cfg.final_lr_frac)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * mult
+        loss = wl.loss(model, wl.get_batch(gen))
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        loss_value = loss.item()  # also waits for the device, so the timer measures finished work
+        train_time += time.perf_counter() - t0
+        step += 1
+        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
+        diverged = not math.isfinite(loss_value)
+        bar.update(1)
+    bar.close()
+    if probe is not None:
+        probe.close()
+
+    summary = {"step": step, "steps": steps, "diverged": diverged, "resumed_at": resumed_at,
+               "time/train_s": train_time, "time/eval_s": eval_time,
+               **{k: v for k, v in rows[-1].items() if k not in ("step", "time/train_s", "time/eval_s")}}
+    write_json(run_dir / "done", summary)  # last: its presence marks the point finished
+    if not cfg.keep_checkpoint:
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    return summary
+
+
+# ---- helpers kept out of the loop ----------------------------------------------------------------
+
+def _config_record(cfg: RunConfig, wl: Workload, steps: int, eval_every: int, device: torch.device,
+                   optimizers: list[torch.optim.Optimizer]) -> dict[str, Any]:
+    """config.json: the resolved config (every knob and group hyperparameter) plus provenance."""
+    groups = []
+    for opt in optimizers:
+        for g in opt.param_groups:
+            groups.append({k: v for k, v in g.items() if k not in ("params", "param_names")}
+                          | {"n_params": sum(p.numel() for p in g["params"]), "optimizer_class": type(opt).__name__})
+    return {"run": dataclasses.asdict(cfg) | {"steps": steps, "eval_every": eval_every},
+            "settings": cfg.settings(), "lr": _base_lr(cfg, optimizers),
+            "workload": {"name": wl.name, "metric": wl.metric, "knobs": wl.knobs(), **wl.info()},
+            "optimizer_groups": groups, "provenance": provenance(device)}
+
+
+def _base_lr(cfg: RunConfig, optimizers: list[torch.optim.Optimizer]) -> float:
+    """The method's resolved lr: that of its first group (not of the auxiliary AdamW groups)."""
+    groups = [g for opt in optimizers for g in opt.param_groups]
+    mine = [g for g in groups if g.get("algorithm", cfg.optimizer) == cfg.optimizer]
+    return float((mine or groups)[0]["lr"])
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _progress(enabled: bool, total: int, initial: int, desc: str):
+    """A tqdm bar (stderr), or a do-nothing stand-in when disabled or tqdm is missing."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+        except ImportError:
+            pass
+
+    class _Null:
+        def update(self, n: int = 1) -> None: ...
+        def set_postfix(self, *a: Any, **k: Any) -> None: ...
+        def close(self) -> None: ...
+
+    return _Null()
+
+
+class _ProbeWriter:
+    """Runs :class:`muonlab.diagnostics.SpectralProbe` and keeps probe.jsonl in step with resumes."""
+
+    def __init__(self, probe: Any, path: Path, offset: int) -> None:
+        self.probe, self.path, self.offset = probe, path, offset
+        # Samples from before the checkpoint survive a resume; later ones are measured again.
+        self.kept = [r for r in read_jsonl(path) if r.get("step", 0) < offset]
+
+    def flush(self) -> None:
+        # The probe counts steps from its creation; shift them to the run's step after a resume.
+        new = [{**r, "step": r.get("step", 0) + self.offset} for r in self.probe.records()]
+        write_jsonl(self.path, self.kept + new)
+
+    def close(self) -> None:
+        self.flush()
+        self.probe.remove()
+
+
+def _attach_probe(model: torch.nn.Module, optimizer: torch.optim.Optimizer, every: int,
+                  run_dir: Path, step: int) -> _ProbeWriter | None:
+    if not every:
+        return None
+    try:
+        from ..diagnostics import SpectralProbe  # optional: the diagnostics package may be absent
+    except ImportError:
+        raise ValueError("probe_every needs muonlab.diagnostics, which is not available") from None
+    return _ProbeWriter(SpectralProbe(model, optimizer, every=every), run_dir / "probe.jsonl", step)
