@@ -284,7 +284,8 @@ class SpectralProbe:
                 svd[key] = torch.linalg.svd(x64[key], full_matrices=False)
             else:
                 svd[key] = (None, torch.linalg.svdvals(x64[key]), None)
-        rtol = self.rtol if self.rtol is not None else S.default_rtol(p)
+        # From the 2-D view: a conv filter's threshold must use (out, in·kh·kw), not (kh, kw).
+        rtol = self.rtol if self.rtol is not None else S.default_rtol(mats["weight"])
 
         rec: dict[str, Any] = {"step": step, "param": name, "shape": list(p.shape), "group": g}
         for target in self.targets:
