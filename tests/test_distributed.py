@@ -1,10 +1,11 @@
 """Distributed execution: 2 gloo processes on CPU against one process on the same global batch.
 
 One spawned pair of processes runs every scenario (each registered matrix method × DDP and FSDP2,
-uneven and empty shards, a conv filter, DCP save/load across world sizes) and reports through a
-JSON file; the tests below read it, so process start-up is paid once. Hangs and dead ranks get
-their own short jobs. Every worker builds its single-process reference itself, with
-``LocalExecutor`` on the full global batch.
+uneven and empty shards, a conv filter, a stack of matrices, DCP save/load across world sizes,
+error propagation, and last a dead rank) and reports through a JSON file; the tests below read it,
+so process start-up is paid once. A hanging rank gets its own short job. Every worker builds its
+single-process references itself, with ``LocalExecutor``: on the global batch, and on gradients
+summed like DDP/FSDP2 sum them (see :func:`compare` for why both).
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ from muonlab.distributed import (
     DistributedExecutor,
     assign_owners,
     auto_executor,
+    init_from_env,
+    is_main,
     load_checkpoint,
+    reduce_mean,
     save_checkpoint,
     shard_batch,
+    wrap_model,
 )
 from muonlab.distributed.comm import chunk_range
 from muonlab.optim import LocalExecutor
@@ -70,9 +75,12 @@ class Net(nn.Module):
         return self.d(torch.cat([h, torch.tanh(e)], dim=1))
 
 
+DEVICE = torch.device("cpu")  # cuda:<rank> in an NCCL job
+
+
 def global_batch(step: int, size: int = 8):
     g = torch.Generator().manual_seed(1000 + step)
-    return torch.randn(size, 6, generator=g), torch.randn(size, 1, generator=g)
+    return torch.randn(size, 6, generator=g).to(DEVICE), torch.randn(size, 1, generator=g).to(DEVICE)
 
 
 def hyper(name: str, fp32: bool) -> dict:
@@ -101,9 +109,9 @@ def param_groups(model: nn.Module, name: str, fp32: bool = True) -> list[dict]:
 def make(name: str, mode: str, fp32: bool = True, executor=None):
     """A fresh model (seed 0), wrapped for ``mode``, and its optimizer."""
     torch.manual_seed(0)
-    model = Net()
+    model = Net().to(DEVICE)
     if mode == "ddp":
-        model = nn.parallel.DistributedDataParallel(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[DEVICE] if DEVICE.type == "cuda" else None)
     elif mode == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
@@ -146,7 +154,7 @@ def full_params(model) -> dict[str, torch.Tensor]:
     out = {}
     for n, p in inner.named_parameters():
         t = p.detach()
-        out[n] = (t.full_tensor() if hasattr(t, "full_tensor") else t).clone()
+        out[n] = (t.full_tensor() if hasattr(t, "full_tensor") else t).cpu().clone()
     return out
 
 
@@ -186,10 +194,14 @@ def compare(params: dict, name: str, steps: int, fp32: bool = True) -> dict:
 # ---- the spawned job ----------------------------------------------------------------------------
 
 
-def _init(rank: int, store_path: str, timeout_s: float = 60.0) -> None:
+def _init(rank: int, store_path: str, timeout_s: float = 60.0, backend: str = "gloo") -> None:
+    global DEVICE
     torch.set_num_threads(1)
+    if backend == "nccl":
+        DEVICE = torch.device("cuda", rank)
+        torch.cuda.set_device(DEVICE)
     store = dist.FileStore(store_path, WORLD)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=WORLD,
+    dist.init_process_group(backend, store=store, rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=timeout_s))
 
 
@@ -234,12 +246,12 @@ def _scenarios(ckpt_in: str, ckpt_out: str):
 
     def auto_executor_and_routing():  # create_optimizer picks the DistributedExecutor itself
         torch.manual_seed(0)
-        model = nn.parallel.DistributedDataParallel(Net())
+        model = nn.parallel.DistributedDataParallel(Net().to(DEVICE))
         opt = muonlab.create_optimizer(model.module, "muon", compute_dtype="float32")
         assert isinstance(opt.executor, DistributedExecutor), opt.executor
         train(model, opt, STEPS, shard=True)
         torch.manual_seed(0)
-        ref = Net()
+        ref = Net().to(DEVICE)
         ref_opt = muonlab.create_optimizer(ref, "muon", compute_dtype="float32", executor=LocalExecutor())
         train(ref, ref_opt, STEPS)
         d = max_rel_diff(full_params(model), full_params(ref))
@@ -285,17 +297,21 @@ def _scenarios(ckpt_in: str, ckpt_out: str):
     return out
 
 
-def _equivalence_job(rank: int, store_path: str, out_path: str, ckpt_in: str, ckpt_out: str) -> None:
-    _init(rank, store_path)
+def _equivalence_job(rank: int, store_path: str, out_path: str, ckpt_in: str, ckpt_out: str,
+                     backend: str = "gloo", only: tuple[str, ...] = ()) -> None:
+    _init(rank, store_path, backend=backend)
     results = {}
     for key, fn in _scenarios(ckpt_in, ckpt_out):
+        if only and not key.startswith(only):
+            continue
         t0 = time.perf_counter()
         try:
             results[key] = fn()
         except Exception as e:  # both ranks raise together (the executor's header), so go on
             results[key] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
         results[key]["seconds"] = time.perf_counter() - t0
-    results["dies"] = _fail_during_step(rank, "dies")  # last: rank 1 exits here
+    if backend == "gloo":
+        results["dies"] = _fail_during_step(rank, "dies")  # last: rank 1 exits here
     if rank == 0:
         Path(out_path).write_text(json.dumps(results, indent=1))
     os._exit(0)  # the process group is unusable now: do not tear it down with a dead peer
@@ -399,6 +415,18 @@ def test_checkpoint_two_ranks_to_one(job, name):
     _check(compare(full_params(model), name, 2 * STEPS))
 
 
+@pytest.mark.gpu
+@pytest.mark.distributed
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL with 2 ranks needs 2 GPUs")
+def test_nccl_matches_single_process(tmp_path):
+    """The same scenarios on 2 GPUs with NCCL (not run on the CPU-only CI machine)."""
+    out = tmp_path / "results.json"
+    only = ("muon/", "normuon/", "dion/", "mimuon/", "adago/", "dcp/resume", "verify/")
+    _spawn(_equivalence_job, (str(tmp_path / "store"), str(out), "", str(tmp_path / "ckpt"), "nccl", only))
+    for key, result in json.loads(out.read_text()).items():
+        _check(result)
+
+
 # ---- a rank that hangs or dies -----------------------------------------------------------------
 
 
@@ -454,6 +482,61 @@ def test_auto_executor_is_local_without_process_group():
     assert type(auto_executor()) is LocalExecutor
     with pytest.raises(RuntimeError, match="init_process_group"):
         DistributedExecutor()
+
+
+def test_launch_helpers_in_one_process(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    info = init_from_env(device="cpu")
+    assert (info.rank, info.world_size, info.distributed) == (0, 1, False)
+    assert not dist.is_initialized() and is_main() and reduce_mean(2.5) == 2.5
+    model = nn.Linear(2, 2)
+    assert wrap_model(model, "fsdp2") is model
+    with pytest.raises(ValueError, match="strategy"):
+        wrap_model(model, "zero3")
+
+
+TORCHRUN_SCRIPT = """
+import torch, muonlab
+from muonlab.distributed import (DistributedExecutor, init_from_env, is_main, reduce_mean, shard_batch,
+                                 shutdown, wrap_model)
+info = init_from_env(device="cpu")
+torch.manual_seed(0)
+model = wrap_model(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 7),
+                                       torch.nn.Tanh(), torch.nn.Linear(7, 1)), "{strategy}")
+inner = model.module if hasattr(model, "module") else model
+opt = muonlab.create_optimizer(inner, "muon", output="4")
+assert isinstance(opt.executor, DistributedExecutor)
+g = torch.Generator().manual_seed(0)
+for step in range(3):
+    x, y = torch.randn(8, 6, generator=g), torch.randn(8, 1, generator=g)
+    xs, ys = shard_batch((x, y))
+    loss = (model(xs) - ys).pow(2).mean()
+    loss.backward(); opt.step(); opt.zero_grad()
+    mean = reduce_mean(loss.item())
+    if is_main():
+        print("step", step, "loss", round(mean, 6), "world", info.world_size, flush=True)
+shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_torchrun_launch_helpers(tmp_path, strategy):
+    """``torchrun --standalone --nproc_per_node=2``: helpers, auto executor, records on rank 0."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(TORCHRUN_SCRIPT.format(strategy=strategy))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(muonlab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("step")]
+    assert len(lines) == 3 and all(ln.endswith("world 2") for ln in lines), proc.stdout
 
 
 def test_shard_batch():

@@ -13,7 +13,9 @@ owner's ``matrix_fn``/``post`` change is copied to every rank.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,16 @@ def _distributed() -> bool:
 
 
 def _single() -> bool:
-    """No process group: DCP reads and writes as one process (and says so without a warning)."""
+    """No process group: DCP reads and writes as one process."""
     return not (dist.is_available() and dist.is_initialized())
+
+
+@contextlib.contextmanager
+def _quiet_single_process():
+    # DCP warns on every single-process save/load, which is a supported use here (resharding to 1).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 def save(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, *,
@@ -40,8 +50,9 @@ def save(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, *
     if _distributed():
         check_state_symmetric(optimizer)
     msd, osd = get_state_dict(model, optimizer)
-    dcp.save({"model": msd, "optim": osd, "extra": pickle.dumps(dict(extra or {}))},
-             checkpoint_id=str(path), no_dist=_single())
+    with _quiet_single_process():
+        dcp.save({"model": msd, "optim": osd, "extra": pickle.dumps(dict(extra or {}))},
+                 checkpoint_id=str(path), no_dist=_single())
 
 
 def load(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -52,7 +63,8 @@ def load(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -
     """
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optim": osd, "extra": b""}
-    dcp.load(state, checkpoint_id=str(path), no_dist=_single())
+    with _quiet_single_process():
+        dcp.load(state, checkpoint_id=str(path), no_dist=_single())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     return pickle.loads(state["extra"]) if state["extra"] else {}
 
