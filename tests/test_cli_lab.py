@@ -105,3 +105,17 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path, argv, needles):
         argv = [*argv, "--out", str(tmp_path), "--quiet"]
     one_line_error(capsys, argv, *needles)
     assert not list(tmp_path.rglob("done"))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--workload", "mlp_digits", "--optimizer", "muon", "--steps", "abc"], "invalid int value: 'abc'"),
+    (["sweep", "--workload", "mlp_digits"], "required: --optimizers"),
+    (["demo", "--seeds", "two"], "invalid int value: 'two'"),
+    (["report"], "required: DIR"),
+])
+def test_argparse_errors_are_one_line_too(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err

@@ -129,7 +129,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, monkeypatc
 
 
 def test_sparser_checkpoints_remeasure_rows_after_the_last_one(tmp_path, monkeypatch):
-    cfg = mlp_config(checkpoint_every=20)
+    cfg = mlp_config(steps=40, checkpoint_every=20)
     rows_a = (run_one(cfg, tmp_path / "a", progress=False), read_jsonl(tmp_path / "a" / "metrics.jsonl"))[1]
     switch = kill_after(monkeypatch, 35)  # evaluated at 30, last checkpoint at 20
     with pytest.raises(Killed):

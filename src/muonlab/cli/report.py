@@ -16,8 +16,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..lab.cli_support import one_line_errors
+
     p = sub.add_parser("report", help="Markdown report with plots from run records",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(p)
     p.add_argument("dir", metavar="DIR", help="root of the run directories")
     p.add_argument("--out", metavar="DIR", help="where report.md and the PNGs go (default DIR/report)")
     p.add_argument("--metric", help="metric to rank and plot (default: the workload's headline metric)")

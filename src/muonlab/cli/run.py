@@ -13,10 +13,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..lab.cli_support import add_run_arguments
+    from ..lab.cli_support import add_run_arguments, one_line_errors
 
     p = sub.add_parser("run", help="train one workload with one optimizer (one seed)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(p)
     add_run_arguments(p)
     p.add_argument("--optimizer", required=True, metavar="O",
                    help="registry name (see `muonlab list`) or import path like torch.optim.AdamW")

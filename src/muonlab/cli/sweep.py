@@ -15,10 +15,11 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..lab.cli_support import add_run_arguments
+    from ..lab.cli_support import add_run_arguments, one_line_errors
 
     p = sub.add_parser("sweep", help="LR grid × seeds × optimizers, resumable, then an optional report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(p)
     add_run_arguments(p)
     p.add_argument("--optimizers", required=True, metavar="A,B",
                    help="comma-separated registry names or import paths; 'all' = every registered one")

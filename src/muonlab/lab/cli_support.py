@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from .runner import RunConfig, apply_setting
 
@@ -58,6 +59,22 @@ def parse_seeds(text: str) -> list[int]:
             raise ValueError(f"--seeds {text!r}: a count must be >= 1")
         return list(range(values[0]))
     return values
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``parser`` report a bad argument as one line (exit code 2) instead of usage + error.
+
+    argparse prints the whole usage block before the message; the lab's commands have long
+    usages, so the message that names the bad value would scroll away. ``--help`` still shows
+    the usage.
+    """
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
