@@ -35,6 +35,15 @@ def test_newton_schulz_is_the_scalar_polynomial_of_the_singular_values(shape, ta
     assert torch.allclose(got, want, atol=1e-10, rtol=0), (got - want).abs().max()
 
 
+@pytest.mark.parametrize("rank", [1, 2, 8])
+def test_gram_path_is_stable_on_low_rank_inputs_in_every_dtype(rank):
+    g = torch.Generator().manual_seed(rank)
+    A = torch.randn(64, rank, generator=g) @ torch.randn(rank, 256, generator=g)
+    for dtype in (torch.bfloat16, torch.float32):
+        s = torch.linalg.svdvals(newton_schulz(A, compute_dtype=dtype, gram=True).double())
+        assert s.max() < 1.25, (dtype, s.max())  # Keller's polynomial never exceeds ~1.2
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 5e-2)])
 def test_gram_path_matches_plain_path_in_low_precision(dtype, tol):
     G = torch.randn(3, 64, 256)

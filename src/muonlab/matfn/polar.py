@@ -74,10 +74,10 @@ def newton_schulz(
         out_dtype: dtype of the result (default ``G.dtype``).
         gram: run the same polynomial on the small Gram matrix (:func:`_iterate_gram`). ``None``
             (default) chooses it for float32/float64 iterations whose long side is at least
-            :data:`GRAM_MIN_ASPECT` times the short one, where it needs fewer FLOPs. In bf16 it is
-            opt-in only: ``R = XXᵀ`` squares the condition number, so rounding swamps small
-            singular values (measured: σ up to 3 on square random inputs) — the reason the Gram
-            NS authors add restarts. ``False`` gives torch.optim.Muon's exact operation order.
+            :data:`GRAM_MIN_ASPECT` times the short one, where it needs fewer FLOPs. With a bf16/fp16
+            ``compute_dtype`` it runs in float32 (``R = XXᵀ`` squares the condition number and bf16
+            rounding makes it diverge on low-rank inputs), so there it is opt-in and slower.
+            ``False`` gives torch.optim.Muon's exact operation order.
 
     Returns:
         Tensor of ``G``'s shape. ``G`` itself is never modified (the computation always works on a
@@ -144,6 +144,12 @@ def _iterate_gram(X: Tensor, table: Sequence[Triple]) -> Tensor:
     """
     if X.ndim > 3:
         return _iterate_gram(X.reshape(-1, *X.shape[-2:]), table).reshape(X.shape)
+    if X.dtype in (torch.bfloat16, torch.float16):
+        # R = XXᵀ squares the condition number: bf16 rounding gives R small *negative* eigenvalues
+        # on low-rank inputs, which the polynomial then amplifies without bound (measured: σ up to
+        # 2.5e4 on a rank-1 input, NaN within a few training steps). So the Gram iteration always
+        # runs in float32.
+        return _iterate_gram(X.float(), table).to(X.dtype)
     R = X @ X.mT
     Q = None
     last = len(table) - 1

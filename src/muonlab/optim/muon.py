@@ -84,7 +84,8 @@ class Muon(HybridOptimizer):
         ns_gram: iterate on the small Gram matrix (the same polynomial with fewer FLOPs when the
             long side is >= 2× the short one). None (default): only for fp32/fp64 iterations of
             such shapes; bf16 iterations use torch.optim.Muon's exact operations (bitwise-identical
-            results). True forces it (less accurate in bf16, see :func:`muonlab.newton_schulz`).
+            results). True forces it; with bf16 compute the Gram iteration runs in float32 (bf16
+            diverges on low-rank inputs, see :func:`muonlab.newton_schulz`), so it is slower there.
         matrix_view: None (2-D only), "flatten" (conv filters) or "batch" (stacked matrices).
         weight_decay_mode: "decoupled" (default), "coupled" (L2) or "cautious".
         check_finite: raise on NaN/Inf gradients, naming the parameter (default False).
