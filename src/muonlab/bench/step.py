@@ -31,8 +31,12 @@ def _torch_muon(params):
     hidden, other = _split(params)
     if any(p.ndim != 2 for p in hidden):
         raise RuntimeError("torch.optim.Muon takes 2-D parameters only")
-    return [torch.optim.Muon(hidden, lr=0.02, weight_decay=0.0),
-            torch.optim.AdamW(other, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=True)]
+    return [torch.optim.Muon(hidden, lr=0.02, weight_decay=0.0)] + _adamw(other)
+
+
+def _adamw(other):
+    """The anchors' element-wise side: torch's fused AdamW (none when there is nothing to route)."""
+    return [torch.optim.AdamW(other, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0, fused=True)] if other else []
 
 
 def _muonlab(**muon_kw):
@@ -42,8 +46,9 @@ def _muonlab(**muon_kw):
         hidden, other = _split(params)
         view = "flatten" if any(p.ndim > 2 for p in hidden) else None
         executor = muon_kw.pop("executor", None)
-        groups = [dict(params=hidden, algorithm="muon", lr=0.02, weight_decay=0.0, matrix_view=view, **muon_kw),
-                  dict(params=other, algorithm="adamw", lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0)]
+        groups = [dict(params=hidden, algorithm="muon", lr=0.02, weight_decay=0.0, matrix_view=view, **muon_kw)]
+        if other:
+            groups.append(dict(params=other, algorithm="adamw", lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0))
         return [muonlab.HybridOptimizer(groups, executor=executor)]
     return build
 
@@ -53,14 +58,16 @@ def _heavyball(params):
 
     heavyball.utils.compile_mode = None  # eager: compiling takes 20-50 s per shape on CPU
     hidden, other = _split(params)
-    return [heavyball.Muon(hidden, lr=0.02), torch.optim.AdamW(other, lr=3e-4, fused=True)]
+    return [heavyball.Muon(hidden, lr=0.02)] + _adamw(other)
 
 
 def _pytorch_optimizer(params):
     import pytorch_optimizer
 
     hidden, other = _split(params)
-    return [pytorch_optimizer.Muon(hidden, lr=0.02), torch.optim.AdamW(other, lr=3e-4, fused=True)]
+    # pytorch_optimizer 4.x routes by a `use_muon` flag per group (its own AdamW for the rest).
+    groups = [{"params": hidden, "use_muon": True}] + ([{"params": other, "use_muon": False}] if other else [])
+    return [pytorch_optimizer.Muon(groups, lr=0.02)]
 
 
 CONTENDERS: dict[str, Contender] = {
