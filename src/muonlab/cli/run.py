@@ -5,6 +5,7 @@ Examples::
     muonlab run --workload tiny_gpt --optimizer muon --steps 300 --data ../shared/data/tinyshakespeare.txt
     muonlab run --workload mlp_digits --optimizer torch.optim.SGD --set lr=0.1 momentum=0.9
     muonlab run --workload tiny_gpt --optimizer muon --set width=256 lr=0.01 adamw.lr=3e-3
+    torchrun --standalone --nproc_per_node=2 -m muonlab.cli run --workload mlp_digits --optimizer muon
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", required=True, metavar="O",
                    help="registry name (see `muonlab list`) or import path like torch.optim.AdamW")
     p.add_argument("--seed", type=int, default=0, help="seed for init and data order (default 0)")
+    p.add_argument("--dist", default="auto", choices=("auto", "ddp", "fsdp2"),
+                   help="data parallelism under torchrun (WORLD_SIZE > 1): ddp or fsdp2 (default auto = "
+                        "ddp); ignored in one process")
     p.set_defaults(func=run)
 
 
@@ -36,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     check_config(cfg)
     run_dir = run_path(args.out, cfg.workload, cfg.optimizer, cfg.settings(), cfg.seed)
     already = (run_dir / "done").exists()
-    summary = run_one(cfg, run_dir, progress=not args.quiet)
+    try:
+        summary = run_one(cfg, run_dir, progress=not args.quiet, dist=args.dist)
+    finally:
+        from ..lab.dist import finish
+
+        main_rank = finish()  # leaves torchrun's process group, if run_one joined one
+    if not main_rank:
+        return 0  # rank 0 reports
     metrics = "  ".join(f"{k}={v:.4g}" for k, v in summary.items()
                         if "/" in k and not k.startswith("time/") and isinstance(v, float))
     state = "already finished" if already else ("DIVERGED" if summary["diverged"] else "finished")

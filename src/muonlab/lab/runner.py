@@ -10,6 +10,10 @@ A run is resumable: after each evaluation the metrics are rewritten atomically a
 (model, optimizers, data-stream generator, RNG states, step, accumulated time) is saved
 atomically; a rerun of a killed run continues from it and reproduces the uninterrupted run (the
 same batches, the same updates). A finished run has a ``done`` file and is never rerun.
+
+Under ``torchrun --nproc_per_node=N`` the same loop trains data-parallel (DDP or FSDP2): each rank
+takes its slice of the same global batch and rank 0 writes the records; what differs lives in
+:mod:`.dist`, whose helpers are the identity in one process.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any
 
 import torch
 
+from . import dist as dist_
 from .external import build_external, is_import_path
-from .records import load_checkpoint, provenance, read_json, read_jsonl, save_checkpoint, write_json, write_jsonl
+from .records import provenance, read_json, read_jsonl, write_json, write_jsonl
 from .workload import Workload
 from .workloads import make_workload
 
@@ -200,12 +205,16 @@ def check_config(cfg: RunConfig, *, build: bool = True) -> None:
         build_optimizers(wl.build_model(cfg.seed), cfg, wl)
 
 
-def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist: str = "auto") -> dict[str, Any]:
     """Train one point, writing config.json, metrics.jsonl and finally ``done`` into ``run_dir``.
 
-    Resumes from ``run_dir/checkpoint.pt`` when present; returns the ``done`` summary at once when
+    Resumes from the run's checkpoint when present; returns the ``done`` summary at once when
     the run already finished. Never stops early on the metric (STYLE.md §4.7), only on a
     non-finite loss (``diverged: true``).
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the job and trains data-parallel with
+    ``dist`` = "ddp" or "fsdp2" ("auto": ddp; see :mod:`.dist`); every rank returns the summary,
+    rank 0 alone writes files. In one process ``dist`` changes nothing.
 
     Returns:
         The summary: final metrics, steps, ``time/train_s``, ``diverged`` and ``resumed_at``.
@@ -214,36 +223,37 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> di
     if (run_dir / "done").exists():
         return read_json(run_dir / "done")
     check_config(cfg, build=False)  # the model and optimizers are built just below
+    job = dist_.setup(dist, cfg.device)  # one process unless started by torchrun
+    if job.distributed and cfg.probe_every:
+        raise ValueError("probe_every is not supported under torchrun yet; run the probe in one process")
     wl = make_workload(cfg.workload, **cfg.knobs)
     steps = cfg.steps or wl.default_steps
     eval_every = cfg.eval_every or wl.eval_every
     ckpt_every = -(-max(cfg.checkpoint_every, 1) // eval_every) * eval_every  # a multiple of eval_every
-    device = pick_device(cfg.device)
+    device = job.device or pick_device(cfg.device)
     wl.setup(device)
-    model = wl.build_model(cfg.seed).to(device)
-    optimizers = build_optimizers(model, cfg, wl)
+    model, inner = job.wrap(wl.build_model(cfg.seed).to(device))  # DDP/FSDP2 before the optimizers
+    optimizers = build_optimizers(inner, cfg, wl)
     for opt in optimizers:
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]  # the base lr; the schedule multiplies it each step
     gen = torch.Generator().manual_seed(cfg.seed)  # the training data stream, checkpointed
     step, train_time, eval_time, rows, resumed_at = 0, 0.0, 0.0, [], []
 
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    ckpt = job.load(run_dir, inner, optimizers)  # restores the model and optimizers
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        for opt, state in zip(optimizers, ckpt["optimizers"]):
-            opt.load_state_dict(state)
         gen.set_state(ckpt["gen"])
         _set_rng_state(ckpt["rng"])
         step, train_time, eval_time = ckpt["step"], ckpt["train_time"], ckpt["eval_time"]
         resumed_at = ckpt["resumed_at"] + [step]
         # Rows after the checkpoint were measured by the killed process; they are measured again.
         rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] <= step]
-    else:
-        write_json(run_dir / "config.json", _config_record(cfg, wl, steps, eval_every, device, optimizers))
+    elif job.main:
+        write_json(run_dir / "config.json",
+                   _config_record(cfg, wl, steps, eval_every, device, optimizers) | job.record())
     probe = _attach_probe(model, optimizers[0], cfg.probe_every, run_dir, step)
 
-    bar = _progress(progress, steps, step, f"{cfg.workload} {cfg.optimizer} seed={cfg.seed}")
+    bar = _progress(progress and job.main, steps, step, f"{cfg.workload} {cfg.optimizer} seed={cfg.seed}")
     loss_sum, loss_n, diverged = 0.0, 0, False
     model.train()
     while True:
@@ -261,13 +271,13 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> di
                                             cfg.final_lr_frac),
                    "time/train_s": train_time, "time/eval_s": eval_time}
             rows.append(row)
-            write_jsonl(run_dir / "metrics.jsonl", rows)
+            if job.main:
+                write_jsonl(run_dir / "metrics.jsonl", rows)
             loss_sum, loss_n = 0.0, 0
             if probe is not None:
                 probe.flush()
             if not last and step % ckpt_every == 0:
-                save_checkpoint(run_dir / "checkpoint.pt", {
-                    "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                job.save(run_dir, inner, optimizers, {
                     "gen": gen.get_state(), "rng": _get_rng_state(), "step": step,
                     "train_time": train_time, "eval_time": eval_time, "resumed_at": resumed_at})
             bar.set_postfix({wl.metric: f"{metrics.get(wl.metric, float('nan')):.4g}"}, refresh=False)
@@ -279,12 +289,12 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> di
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * mult
-        loss = wl.loss(model, wl.get_batch(gen))
+        loss = wl.loss(model, job.shard(wl.get_batch(gen)))  # every rank draws the global batch
         loss.backward()
         for opt in optimizers:
             opt.step()
         model.zero_grad(set_to_none=True)
-        loss_value = loss.item()  # also waits for the device, so the timer measures finished work
+        loss_value = job.mean(loss.item())  # waits for the device; the same value on every rank
         train_time += time.perf_counter() - t0
         step += 1
         loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
@@ -297,9 +307,10 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> di
     summary = {"step": step, "steps": steps, "diverged": diverged, "resumed_at": resumed_at,
                "time/train_s": train_time, "time/eval_s": eval_time,
                **{k: v for k, v in rows[-1].items() if k not in ("step", "time/train_s", "time/eval_s")}}
-    write_json(run_dir / "done", summary)  # last: its presence marks the point finished
+    if job.main:
+        write_json(run_dir / "done", summary)  # last: its presence marks the point finished
     if not cfg.keep_checkpoint:
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        job.remove_checkpoint(run_dir)
     return summary
 
 
