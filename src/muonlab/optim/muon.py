@@ -86,6 +86,7 @@ class Muon(HybridOptimizer):
             such shapes; bf16 iterations use torch.optim.Muon's exact operations (bitwise-identical
             results). True forces it; with bf16 compute the Gram iteration runs in float32 (bf16
             diverges on low-rank inputs, see :func:`muonlab.newton_schulz`), so it is slower there.
+        ns_compile: run the Newton–Schulz loop through ``torch.compile`` (default False).
         matrix_view: None (2-D only), "flatten" (conv filters) or "batch" (stacked matrices).
         weight_decay_mode: "decoupled" (default), "coupled" (L2) or "cautious".
         check_finite: raise on NaN/Inf gradients, naming the parameter (default False).
@@ -112,6 +113,7 @@ class Muon(HybridOptimizer):
         momentum_form: str = "ema",
         compute_dtype: str | torch.dtype | None = "bfloat16",
         ns_gram: bool | None = None,
+        ns_compile: bool = False,
         matrix_view: str | None = None,
         weight_decay_mode: str = "decoupled",
         check_finite: bool = False,
@@ -134,6 +136,7 @@ class Muon(HybridOptimizer):
             momentum_form=momentum_form,
             compute_dtype=compute_dtype,
             ns_gram=ns_gram,
+            ns_compile=ns_compile,
             matrix_view=matrix_view,
             weight_decay_mode=weight_decay_mode,
         )

@@ -69,6 +69,7 @@ ORTHO_HYPERS: dict[str, H.Hyper] = {
         None, "iterate on the Gram matrix (same polynomial, fewer FLOPs for c ≥ 2r); None = by shape",
         kind="bool", optional=True,
     ),
+    "ns_compile": H.Hyper(False, "run the Newton–Schulz loop through torch.compile", kind="bool"),
     "compute_dtype": H.Hyper(
         "bfloat16", "dtype of the iteration; None = the update's dtype", kind="choice",
         choices=COMPUTE_DTYPES + (None,),
@@ -100,6 +101,7 @@ def orthogonalize_group(X: Tensor, group: dict) -> Tensor:
         eps=group["eps"],
         compute_dtype=compute_dtype(group),
         gram=group.get("ns_gram"),
+        compile=group.get("ns_compile", False),
     )
 
 
