@@ -24,6 +24,9 @@ SMALL = {
     "mlp_digits": {"width": 32, "batch_size": 16},
     "cnn_digits": {"width": 8, "depth": 2, "batch_size": 16},
     "matrix_sensing": {},
+    "modular_arith": {"modulus": 11, "embed": 8, "width": 16},
+    "imbalanced_digits": {"width": 16, "batch_size": 16},
+    "sensing_directions": {"d": 30},
 }
 OPTIONAL = {"hf_causal_lm": "transformers"}
 

@@ -11,12 +11,16 @@ from typing import Any
 from ..workload import Workload, coerce_knob, knob_types
 from .cnn_digits import CNNDigits
 from .hf_causal_lm import HFCausalLM
+from .imbalanced_digits import ImbalancedDigits
 from .matrix_sensing import MatrixSensing
 from .mlp_digits import MLPDigits
+from .modular_arith import ModularArith
+from .sensing_directions import SensingDirections
 from .tiny_gpt import TinyGPT
 from .vit_digits import ViTDigits
 
-_CLASSES: tuple[type[Workload], ...] = (TinyGPT, ViTDigits, MLPDigits, CNNDigits, MatrixSensing, HFCausalLM)
+_CLASSES: tuple[type[Workload], ...] = (TinyGPT, ViTDigits, MLPDigits, CNNDigits, MatrixSensing, HFCausalLM,
+                                        ModularArith, ImbalancedDigits, SensingDirections)
 WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in _CLASSES}
 
 
