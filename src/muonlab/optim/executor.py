@@ -1,8 +1,9 @@
 """Executors decide *where and how* the full-matrix phase of a :class:`MatrixRule` runs.
 
-The local executor stacks same-shape matrices into one ``(B, m, n)`` batch (one batched
-Newton–Schulz call instead of B small ones: about 5× faster for 48 × 64×64 on 2 CPU cores, see
-docs/benchmarks.md). Distributed executors (``muonlab.distributed``) implement the same method
+The local executor stacks same-shape *small* matrices into one ``(B, m, n)`` batch (one batched
+Newton–Schulz call instead of B small ones: 7× faster for 48 × 64×64 on 2 CPU cores). Large
+matrices run one by one: measured here, stacking costs 4–23% from 512×512 up (the copy and a
+slower batched GEMM), so batching stops at :data:`BATCH_MAX_NUMEL` (see docs/benchmarks.md). Distributed executors (``muonlab.distributed``) implement the same method
 and assign each matrix to an owner rank; rules never see ranks.
 """
 
@@ -17,16 +18,24 @@ from torch import Tensor
 from ..matfn import from_matrix
 
 
+# Batched vs looped Newton–Schulz, 2-core CPU, bf16 (batched/looped time): 64×64 0.14, 64×576 0.47,
+# 128×1152 0.79, 256×2304 0.97, 512×512 1.04, 768×768 1.23, 512×2048 1.14, 768×3072 1.13.
+BATCH_MAX_NUMEL = 2**18
+
+
 class LocalExecutor:
     """Run the matrix phase in this process.
 
     Args:
         batch: stack same-shape, same-dtype matrices of a param group into one call (default
             True). Rules with ``batchable = False`` always get one matrix at a time.
+        max_numel: only matrices with fewer than this many entries are stacked (default
+            :data:`BATCH_MAX_NUMEL` = 2¹⁸); larger ones gain nothing from batching.
     """
 
-    def __init__(self, batch: bool = True):
+    def __init__(self, batch: bool = True, max_numel: int = BATCH_MAX_NUMEL):
         self.batch = batch
+        self.max_numel = max_numel
 
     def buckets(self, rule, Xs: list[Tensor]) -> list[list[int]]:
         """Indices of ``Xs`` grouped into batches that one ``matrix_fn`` call can take."""
@@ -34,7 +43,8 @@ class LocalExecutor:
             return [[i] for i in range(len(Xs))]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, X in enumerate(Xs):
-            groups[(tuple(X.shape), X.dtype, X.device)].append(i)
+            small = X.shape[-2] * X.shape[-1] < self.max_numel
+            groups[(tuple(X.shape), X.dtype, X.device) if small else ("single", i)].append(i)
         return list(groups.values())
 
     def matrix_phase(self, rule, Xs: list[Tensor], states: list[dict], group: dict) -> list[Tensor]:
