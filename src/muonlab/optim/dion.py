@@ -37,7 +37,6 @@ fixed when a parameter's state is created.
 from __future__ import annotations
 
 import math
-import zlib
 
 import torch
 from torch import Tensor
@@ -45,26 +44,9 @@ from torch import Tensor
 from ..matfn import matrix_shape
 from ..registry import OptimizerSpec, register
 from . import hyper as H
+from .seeding import param_key, seeded_generator
 from .rule import MATRIX_HYPERS, MatrixRule
 from .steps import SHAPE_SCALES, gather_states, matrix_state_zeros, scatter_states_
-
-_MASK63 = (1 << 63) - 1
-
-
-def param_key(p: Tensor, group: dict) -> int:
-    """A stable integer per parameter: CRC-32 of its name if the group has names, else its index."""
-    index = next(i for i, q in enumerate(group["params"]) if q is p)
-    names = group.get("param_names")
-    return zlib.crc32(names[index].encode()) if names else index
-
-
-def seeded_generator(*keys: int) -> torch.Generator:
-    """A CPU generator whose seed depends only on ``keys`` (e.g. seed, parameter key, step)."""
-    s = 0x2545F4914F6CDD1D
-    for k in keys:
-        s = ((s ^ (int(k) & _MASK63)) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK63
-    return torch.Generator().manual_seed(s)
-
 
 def dion_rank(m: int, n: int, rank_fraction: float, multiple_of: int) -> int:
     """Dion's rank: ``min(multiple_of·⌈rank_fraction·min(m,n)/multiple_of⌉, m, n)``, at least 1."""

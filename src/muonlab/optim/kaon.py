@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..registry import OptimizerSpec, register
 from . import hyper as H
-from .dion import param_key, seeded_generator
+from .seeding import param_key, seeded_generator
 from .freon import OUTER_HYPERS
 from .muon import MuonRule
 

@@ -56,7 +56,6 @@ state tensor but ``step`` to the parameter's dtype on load (a bf16 count stops b
 from __future__ import annotations
 
 import math
-import zlib
 
 import torch
 from torch import Tensor
@@ -64,30 +63,15 @@ from torch import Tensor
 from ..matfn.power import gram_singular_values
 from ..registry import OptimizerSpec, register
 from . import hyper as H
+from .seeding import counter_uniform, param_key
 from .rule import MatrixRule, orthogonalize_group, scalar
 from .steps import momentum_, shape_scale
 
 RULES = ("gap", "bernoulli", "periodic", "blend")
 GAP_MODES = ("absolute", "relative_to_sigma1", "relative_to_fro")
 
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(x: int) -> int:
-    """SplitMix64's finaliser (Steele, Lea, Flood, OOPSLA 2014; constants from Vigna's public-domain
-    reference): a bijective avalanche on 64-bit integers."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def bernoulli_uniform(seed: int, step: int, key: int, index: int = 0) -> float:
-    """A uniform number in [0, 1) that depends only on its arguments (counter-based, no state)."""
-    x = _mix64(seed)
-    for v in (step, key, index):
-        x = _mix64(x ^ (v & _MASK64))
-    return (x >> 11) / float(1 << 53)
+# A counter-based uniform draw (see .seeding); kept under this name for MiMuon's docs and tests.
+bernoulli_uniform = counter_uniform
 
 
 def min_singular_gap(
@@ -161,9 +145,7 @@ class MiMuonRule(MatrixRule):
     matrix_state_keys = ()
 
     def init_state(self, p: Tensor, group: dict) -> dict:
-        names = group.get("param_names")
-        index = next(i for i, q in enumerate(group["params"]) if q is p)
-        key = zlib.crc32(names[index].encode()) if names else index
+        key = param_key(p, group)
         return {
             "momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format),
             "draw_key": key,
