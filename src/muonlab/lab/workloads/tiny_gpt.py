@@ -27,9 +27,11 @@ VOCAB = 256  # bytes
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
+    """Multi-head self-attention with a fused qkv projection; ``causal=False`` for vision tokens."""
+
+    def __init__(self, width: int, heads: int, causal: bool = True) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.c_attn = nn.Linear(width, 3 * width, bias=False)
         self.c_proj = nn.Linear(width, width, bias=False)
 
@@ -37,7 +39,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 

@@ -17,28 +17,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .digits import DigitsWorkload
-
-
-class Attention(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width, bias=False)
-        self.proj = nn.Linear(width, width, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v)  # not causal: every patch sees every patch
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+from .tiny_gpt import CausalSelfAttention
 
 
 class Block(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = Attention(width, heads)
+        self.attn = CausalSelfAttention(width, heads, causal=False)  # the GPT's attention, unmasked
         self.ln_2 = nn.LayerNorm(width)
         self.fc = nn.Linear(width, 4 * width)
         self.proj = nn.Linear(4 * width, width)
