@@ -357,7 +357,8 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
         try:
             from tqdm.auto import tqdm
 
-            return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
+            # disable=None: no bar when stderr is not a terminal (CI logs, pipes), so logs stay readable
+            return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True, disable=None)
         except ImportError:
             pass
 
