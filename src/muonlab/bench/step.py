@@ -73,8 +73,8 @@ def _pytorch_optimizer(params):
 CONTENDERS: dict[str, Contender] = {
     "torch.optim.Muon+AdamW": _torch_muon,
     "muonlab": _muonlab(),
+    "muonlab(ns_gram=False)": _muonlab(ns_gram=False),
     "muonlab(polar_express_4)": _muonlab(orthogonalizer="polar_express_4"),
-    "muonlab(ns_gram, fp32)": _muonlab(ns_gram=True, compute_dtype="float32"),
     "muonlab(no batching)": None,  # filled below (needs the executor class)
     "heavyball.Muon+AdamW": _heavyball,
     "pytorch_optimizer.Muon+AdamW": _pytorch_optimizer,
