@@ -4,8 +4,8 @@ Every contender gets its own copy of the same parameters and gradients. Rounds a
 (A B C A B C ...) in one process so machine noise hits all of them alike; we report the median,
 the interquartile range and the ratio of medians to the baseline (torch.optim.Muon + fused
 AdamW), plus the orthogonalization quality of each contender's first update on the largest
-hidden matrix (σ_max/σ_min of the applied update; 1.0 = exactly orthogonal), so speed is never
-bought with accuracy silently.
+hidden matrix (σ_max/σ_min of the applied update, 1.0 = exactly orthogonal, and the sine of its
+angle to the exact polar factor, 0 = exact), so speed is never bought with accuracy silently.
 """
 
 from __future__ import annotations
@@ -99,10 +99,17 @@ def _copy(params):
     return out
 
 
-def _spread(before: torch.Tensor, after: torch.Tensor, shape) -> float:
-    delta = (before - after.detach()).reshape(shape[0], -1).double()
+def _accuracy(before: torch.Tensor, after: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
+    """(σ_max/σ_min of the applied update, sine of its angle to the exact polar factor of the
+    gradient). At the first step every contender's momentum is a multiple of the gradient, so
+    ``polar(grad)`` is what each one approximates; the sine is scale-free (0 = exact)."""
+    from ..matfn import polar_svd
+
+    delta = (before - after.detach()).reshape(before.shape[0], -1).double()
     s = torch.linalg.svdvals(delta)
-    return (s.max() / s.min().clamp_min(1e-30)).item()
+    target = polar_svd(grad.reshape(delta.shape).double())
+    cos = (delta * target).sum() / (delta.norm() * target.norm()).clamp_min(1e-300)
+    return (s.max() / s.min().clamp_min(1e-30)).item(), (1 - cos.clamp(-1, 1) ** 2).sqrt().item()
 
 
 def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: list[str] | None = None,
@@ -129,7 +136,7 @@ def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: li
         before = p_t.detach().clone()
         for o in opts:
             o.step()
-        quality[name] = _spread(before, p_t, p_t.shape)
+        quality[name] = _accuracy(before, p_t, grads[target])
         live[name] = (params, opts, grads)
         times[name] = []
     for r in range(warmup + rounds):
@@ -150,7 +157,7 @@ def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: li
         q1, q3 = t[len(t) // 4], t[(3 * len(t)) // 4]
         med = statistics.median(t)
         rows.append({"contender": name, "median_s": med, "iqr_s": q3 - q1, "ratio": med / base_med,
-                     "sigma_ratio": quality[name]})
+                     "sigma_ratio": quality[name][0], "polar_sin": quality[name][1]})
     for name, why in skipped.items():
         rows.append({"contender": name, "skipped": why})
     return rows
@@ -159,11 +166,11 @@ def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: li
 def format_rows(rows: list[dict], paramset: str, rounds: int) -> str:
     lines = [f"step time on {paramset}, median of {rounds} interleaved rounds, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads",
-             f"{'contender':32} {'median s':>9} {'IQR s':>7} {'ratio':>6} {'σmax/σmin':>10}"]
+             f"{'contender':32} {'median s':>9} {'IQR s':>7} {'ratio':>6} {'σmax/σmin':>10} {'sin∠polar':>10}"]
     for r in rows:
         if "skipped" in r:
             lines.append(f"{r['contender']:32} skipped ({r['skipped']})")
         else:
             lines.append(f"{r['contender']:32} {r['median_s']:9.4f} {r['iqr_s']:7.4f} {r['ratio']:6.2f} "
-                         f"{r['sigma_ratio']:10.3f}")
+                         f"{r['sigma_ratio']:10.3f} {r['polar_sin']:10.4f}")
     return "\n".join(lines)

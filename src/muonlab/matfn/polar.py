@@ -136,22 +136,35 @@ def _gram_pays(X: Tensor) -> bool:
     return c >= GRAM_MIN_ASPECT * r and X.numel() * r >= GRAM_MIN_WORK
 
 
-def _iterate(X: Tensor, table: Sequence[Triple]) -> Tensor:
-    """Run the quintic steps on a wide X. addmm/baddbmm fuse the scalings into the products,
-    giving the same rounding as torch.optim.Muon in the 2-D case."""
+def _as_mm_operand(X: Tensor) -> Tensor:
+    """One matrix as 2-D (mm/addmm: torch.optim.Muon's exact kernels, and cheaper than a batch of
+    one through bmm, which also copies more), several as one 3-D batch."""
     if X.ndim == 2:
-        for a, b, c in table:
-            A = X @ X.T
-            B = torch.addmm(A, A, A, beta=b, alpha=c)
-            X = torch.addmm(X, B, X, beta=a)
         return X
-    lead = X.shape[:-2]
     X = X.reshape(-1, *X.shape[-2:])
+    return X[0] if X.size(0) == 1 else X
+
+
+def _mm(A: Tensor, B: Tensor) -> Tensor:
+    return torch.mm(A, B) if A.ndim == 2 else torch.bmm(A, B)
+
+
+def _addmm(C: Tensor, A: Tensor, B: Tensor, beta: float, alpha: float = 1.0) -> Tensor:
+    """``beta·C + alpha·A B`` with the scalings fused into the product (one rounding)."""
+    op = torch.addmm if A.ndim == 2 else torch.baddbmm
+    return op(C, A, B, beta=beta, alpha=alpha)
+
+
+def _iterate(X: Tensor, table: Sequence[Triple]) -> Tensor:
+    """Run the quintic steps on a wide X, in torch.optim.Muon's operation order (identical
+    rounding for a single matrix)."""
+    shape = X.shape
+    X = _as_mm_operand(X)
     for a, b, c in table:
-        A = torch.bmm(X, X.mT)
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-        X = torch.baddbmm(X, B, X, beta=a)
-    return X.reshape(*lead, *X.shape[-2:])
+        A = _mm(X, X.mT)
+        B = _addmm(A, A, A, beta=b, alpha=c)
+        X = _addmm(X, B, X, beta=a)
+    return X.reshape(shape)
 
 
 def gram_restart_steps(table: Sequence[Triple], dtype: torch.dtype) -> tuple[int, ...]:
@@ -202,27 +215,25 @@ def _iterate_gram(X: Tensor, table: Sequence[Triple], restarts: Sequence[int] = 
     Newton–Schulz (2026); the code is written here from the algebra above.
     """
     shape = X.shape
-    if X.ndim != 3:
-        X = X.reshape(-1, *shape[-2:])
-    R = torch.bmm(X, X.mT)
+    X = _as_mm_operand(X)
+    R = _mm(X, X.mT)
     Q = None
     last = len(table) - 1
     for t, (a, b, c) in enumerate(table):
         if t in restarts and Q is not None:
-            X = torch.bmm(Q, X)
-            R = torch.bmm(X, X.mT)
+            X = _mm(Q, X)
+            R = _mm(X, X.mT)
             Q = None
-        Z = torch.baddbmm(R, R, R, beta=b, alpha=c)
+        Z = _addmm(R, R, R, beta=b, alpha=c)
         if Q is None:
             Q = Z.clone()
             Q.diagonal(dim1=-2, dim2=-1).add_(a)
         else:
-            Q = torch.baddbmm(Q, Q, Z, beta=a)
+            Q = _addmm(Q, Q, Z, beta=a)
         if t < last and t + 1 not in restarts:
-            RZ = torch.baddbmm(R, R, Z, beta=a)
-            R = torch.baddbmm(RZ, Z, RZ, beta=a)
-    X = torch.bmm(Q, X)
-    return X.reshape(shape)
+            RZ = _addmm(R, R, Z, beta=a)
+            R = _addmm(RZ, Z, RZ, beta=a)
+    return _mm(Q, X).reshape(shape)
 
 
 @functools.cache
