@@ -16,10 +16,13 @@ import torch
 from ..matfn import newton_schulz, orthogonalize
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, min_seconds: float = 0.5) -> float:
+    """Median of at least ``reps`` timed calls, and of more until ``min_seconds`` have passed (so
+    millisecond-scale shapes get hundreds of samples, not five)."""
     fn()  # warm up
     ts = []
-    for _ in range(reps):
+    start = time.perf_counter()
+    while len(ts) < reps or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)

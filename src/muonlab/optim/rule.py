@@ -66,7 +66,7 @@ ORTHO_HYPERS: dict[str, H.Hyper] = {
     ),
     "eps": H.EPS,
     "ns_gram": H.Hyper(
-        None, "iterate on the Gram matrix (same polynomial, fewer FLOPs for c ≥ 2r); None = by shape",
+        None, "iterate on the Gram matrix (same polynomial, fewer FLOPs); None = when it pays (c ≥ 2r, batch·r²·c ≥ 2^25); False = torch's exact operations",
         kind="bool", optional=True,
     ),
     "ns_compile": H.Hyper(False, "run the Newton–Schulz loop through torch.compile", kind="bool"),
