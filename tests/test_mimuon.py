@@ -179,13 +179,18 @@ def test_bernoulli_fraction_is_near_p_and_independent_of_batching():
     frac = orthogonalized_fraction(batched)
     assert set(frac) == {f"group0.param{i}" for i in range(8)}
     assert abs(sum(frac.values()) / 8 - 0.3) < 0.08
-    unbatched, _ = _run(lambda ps: muonlab.HybridOptimizer(ps, "mimuon", executor=LocalExecutor(batch=False),
-                                                          **{**COMMON, "ortho_prob": 0.3, "seed": 7}),
+    # fp32 iteration: one matrix goes through mm, a batch through bmm, which round differently in
+    # bf16; a different Bernoulli decision would change the parameters by a whole update (≈ lr).
+    fp32 = {**COMMON, "ortho_prob": 0.3, "seed": 7, "compute_dtype": "float32"}
+    unbatched, _ = _run(lambda ps: muonlab.HybridOptimizer(ps, "mimuon", executor=LocalExecutor(batch=False), **fp32),
                         steps=40, shapes=shapes)
+    batched32, _ = _run(lambda ps: muonlab.HybridOptimizer(ps, "mimuon", **fp32), steps=40, shapes=shapes)
+    for sa, sb in zip(batched32, unbatched):
+        for x, y in zip(sa, sb):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
     again, _ = _run(_mimuon(ortho_prob=0.3, seed=7), steps=40, shapes=shapes)
     other, _ = _run(_mimuon(ortho_prob=0.3, seed=8), steps=40, shapes=shapes)
     first, _ = _run(_mimuon(ortho_prob=0.3, seed=7), steps=40, shapes=shapes)
-    _same(first, unbatched, exact=False)
     _same(first, again)
     assert not torch.equal(first[-1][0], other[-1][0])
 

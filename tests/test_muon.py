@@ -231,3 +231,42 @@ def test_compiled_newton_schulz_matches_eager():
     _run(muonlab.Muon, params, steps=3, lr=0.02, ns_compile=True)
     _run(muonlab.Muon, ref, steps=3, lr=0.02)
     assert _max_rel(params, ref) < 1e-2  # fusion may round differently in bf16
+
+
+# ---- foreach fast paths against their per-parameter loops -------------------------------------
+
+from muonlab.optim.steps import apply_update, apply_updates, can_foreach, momentum_, momentum_many_  # noqa: E402
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("form", ["ema", "accumulate"])
+def test_momentum_many_equals_the_loop_bitwise(nesterov, form):
+    grads = [torch.randn(s) for s in SHAPES]
+    bufs_a = [torch.randn(s) for s in SHAPES]
+    bufs_b = [b.clone() for b in bufs_a]
+    many = momentum_many_(bufs_a, grads, 0.9, nesterov=nesterov, form=form)
+    loop = [momentum_(b, g, 0.9, nesterov=nesterov, form=form) for b, g in zip(bufs_b, grads)]
+    assert all(torch.equal(x, y) for x, y in zip(many, loop))
+    assert all(torch.equal(x, y) for x, y in zip(bufs_a, bufs_b))
+
+
+@pytest.mark.parametrize("mode,wd", [("decoupled", 0.1), ("decoupled", 0.0), ("cautious", 0.1), ("coupled", 0.1)])
+def test_apply_updates_equals_the_loop_bitwise(mode, wd):
+    params_a = [torch.randn(s) for s in SHAPES]
+    params_b = [p.clone() for p in params_a]
+    updates = [torch.randn(s) for s in SHAPES]
+    sizes = [0.02, 0.03, 0.02, 0.05]  # shared and distinct step sizes
+    apply_updates(params_a, updates, sizes, lr=0.02, weight_decay=wd, mode=mode)
+    for p, u, s in zip(params_b, updates, sizes):
+        apply_update(p, u, s, lr=0.02, weight_decay=wd, mode=mode)
+    assert all(torch.equal(x, y) for x, y in zip(params_a, params_b))
+
+
+def test_foreach_is_refused_for_mixed_devices_and_dtypes_fall_back_to_the_loop():
+    assert can_foreach([torch.zeros(2)], [torch.nn.Parameter(torch.zeros(2))])
+    assert not can_foreach([torch.zeros(2), torch.zeros(2, device="meta")])
+    p, u = torch.ones(3, dtype=torch.bfloat16), torch.full((3,), 0.5)  # fp32 update on a bf16 param
+    q = p.clone()
+    apply_updates([p], [u], [0.1], lr=0.1, weight_decay=0.0)
+    apply_update(q, u, 0.1, lr=0.1, weight_decay=0.0)
+    assert torch.equal(p, q)

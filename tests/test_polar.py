@@ -268,3 +268,11 @@ def test_four_step_table_beats_keller_five_steps_on_its_interval():
     pe4 = C.scalar_map(C.POLAR_EXPRESS_4, x / C.POLAR_EXPRESS_SAFETY)
     keller = C.scalar_map(C.schedule(C.JORDAN, 5), x)
     assert np.abs(pe4 - 1).max() < 0.025 < np.abs(keller - 1).max()
+
+
+def test_compiled_gram_iteration_matches_eager():
+    """The GPU-oriented torch.compile path of the restarted Gram iteration (static restart steps)."""
+    G = torch.randn(2, 16, 48)
+    eager = newton_schulz(G, compute_dtype=torch.float32, gram=True, gram_restarts=(2,))
+    compiled = newton_schulz(G, compute_dtype=torch.float32, gram=True, gram_restarts=(2,), compile=True)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)

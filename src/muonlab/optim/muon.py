@@ -26,7 +26,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MatrixRule, preset
 from .shell import HybridOptimizer
-from .steps import momentum_
+from .steps import momentum_, momentum_many_
 
 
 class MuonRule(MatrixRule):
@@ -44,6 +44,12 @@ class MuonRule(MatrixRule):
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def pre_many(self, params, grads, states, group) -> list[Tensor]:
+        if type(self).pre is not MuonRule.pre:  # a subclass with its own element-wise phase
+            return super().pre_many(params, grads, states, group)
+        bufs = [st["momentum_buffer"] for st in states]
+        return momentum_many_(bufs, grads, group["momentum"], nesterov=group["nesterov"], form=group["momentum_form"])
 
     def pre(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> Tensor:
         return momentum_(

@@ -26,7 +26,7 @@ from ..matfn import METHODS, VIEWS, matrix_shape, orthogonalize, to_matrix
 from ..matfn.coefficients import as_table
 from ..matfn.views import check_view
 from . import hyper as H
-from .steps import SHAPE_SCALES, apply_update, shape_scale
+from .steps import SHAPE_SCALES, apply_updates, shape_scale
 
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "float64")
 
@@ -158,6 +158,11 @@ class MatrixRule(Rule):
         """Element-wise part (momentum). Returns a tensor of ``p``'s shape; must not modify grad."""
         return grad
 
+    def pre_many(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> list[Tensor]:
+        """:meth:`pre` for all parameters of a group (rules may override with foreach calls that
+        give the same results)."""
+        return [self.pre(p, g, st, group) for p, g, st in zip(params, grads, states)]
+
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         """Full-matrix part on ``X`` of shape ``(B, m, n)`` (``states`` aligned with the batch)."""
         return orthogonalize_group(X, group)
@@ -169,16 +174,16 @@ class MatrixRule(Rule):
 
     def step(self, params, grads, states, group, executor) -> None:
         view = group.get("matrix_view")
-        Xs = [to_matrix(self.pre(p, g, st, group), view) for p, g, st in zip(params, grads, states)]
-        for p, (U, step_size) in zip(params, executor.update_phase(self, params, Xs, states, group)):
-            apply_update(
-                p,
-                U,
-                step_size,
-                lr=scalar(group["lr"]),
-                weight_decay=group["weight_decay"],
-                mode=group["weight_decay_mode"],
-            )
+        Xs = [to_matrix(X, view) for X in self.pre_many(params, grads, states, group)]
+        directions = executor.update_phase(self, params, Xs, states, group)
+        apply_updates(
+            params,
+            [U for U, _ in directions],
+            [step_size for _, step_size in directions],
+            lr=scalar(group["lr"]),
+            weight_decay=group["weight_decay"],
+            mode=group["weight_decay_mode"],
+        )
 
 
 def preset(rule_cls: type[Rule], name: str, doc: str, **defaults: Any) -> Rule:

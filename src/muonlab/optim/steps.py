@@ -37,6 +37,30 @@ def momentum_(buf: Tensor, grad: Tensor, beta: float, *, nesterov: bool, form: s
     raise ValueError(f"unknown momentum form {form!r}; choose 'ema' or 'accumulate'")
 
 
+def can_foreach(*lists: list[Tensor]) -> bool:
+    """Whether ``torch._foreach_*`` may replace a per-tensor loop: plain dense tensors (not
+    DTensor shards, whose per-tensor ops carry sharding logic) on one device."""
+    devices = set()
+    for ts in lists:
+        for t in ts:
+            if type(t) not in (Tensor, torch.nn.Parameter) or t.is_sparse:
+                return False
+            devices.add(t.device)
+    return len(devices) <= 1
+
+
+def momentum_many_(
+    bufs: list[Tensor], grads: list[Tensor], beta: float, *, nesterov: bool, form: str = "ema"
+) -> list[Tensor]:
+    """:func:`momentum_` for a list of parameters with one ``torch._foreach_*`` call per operation
+    (the same per-element operations, so bitwise-equal results; tested). Falls back to the loop
+    when the tensors cannot go through foreach."""
+    if form != "ema" or not can_foreach(bufs, grads):
+        return [momentum_(b, g, beta, nesterov=nesterov, form=form) for b, g in zip(bufs, grads)]
+    torch._foreach_lerp_(bufs, grads, 1 - beta)
+    return torch._foreach_lerp(grads, bufs, beta) if nesterov else list(bufs)
+
+
 # ---- shape / lr scaling -------------------------------------------------------------------------
 
 SHAPE_SCALES = ("original", "match_rms_adamw", "spectral_norm", "none")
@@ -109,6 +133,32 @@ def apply_update(
         p.add_(update, alpha=-step_size)  # mixed dtypes round once, in p's dtype
     else:
         p.addcdiv_(update, denom, value=-step_size)
+
+
+def apply_updates(
+    params: list[Tensor],
+    updates: list[Tensor],
+    step_sizes: list[float],
+    *,
+    lr: float,
+    weight_decay: float,
+    mode: str = "decoupled",
+) -> None:
+    """:func:`apply_update` for many parameters: ``torch._foreach_*`` calls per distinct step size
+    (same operations and rounding as the loop; tested bitwise) for decoupled/no weight decay;
+    the loop otherwise (cautious decay, mixed dtypes, DTensor shards)."""
+    same_dtype = all(u.dtype == p.dtype for p, u in zip(params, updates))
+    if mode == "cautious" and weight_decay != 0 or not same_dtype or not can_foreach(params, updates):
+        for p, u, s in zip(params, updates, step_sizes):
+            apply_update(p, u, s, lr=lr, weight_decay=weight_decay, mode=mode)
+        return
+    if weight_decay != 0 and mode == "decoupled":
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    by_size: dict[float, list[int]] = {}
+    for i, s in enumerate(step_sizes):
+        by_size.setdefault(s, []).append(i)
+    for s, idx in by_size.items():
+        torch._foreach_add_([params[i] for i in idx], [updates[i] for i in idx], alpha=-s)
 
 
 # ---- per-matrix state in the batched matrix phase -----------------------------------------------
