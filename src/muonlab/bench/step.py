@@ -70,6 +70,33 @@ def _pytorch_optimizer(params):
     return [pytorch_optimizer.Muon(groups, lr=0.02)]
 
 
+def _emerging(params):
+    """NVIDIA Emerging-Optimizers 0.3 Muon (its default "quintic" table, 5 steps) + torch's AdamW.
+
+    0.3.0 declares Python >= 3.12 (install: docs/benchmarks.md). On 3.11 it only lacks
+    ``typing.override`` (taken from typing_extensions here) and imports its optional Triton SYRK
+    kernels unconditionally; with no Triton they are replaced by a module that says so
+    (``HAS_TRITON_340 = False``), which is the package's own CPU fallback switch."""
+    import sys
+    import types
+    import typing
+
+    if not hasattr(typing, "override"):
+        import typing_extensions
+
+        typing.override = typing_extensions.override
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("emerging_optimizers.triton_kernels")
+        stub.HAS_TRITON_340 = False
+        sys.modules.setdefault("emerging_optimizers.triton_kernels", stub)
+    from emerging_optimizers.orthogonalized_optimizers import Muon
+
+    hidden, other = _split(params)
+    return [Muon(hidden, lr=0.02, weight_decay=0.0, nesterov=True)] + _adamw(other)
+
+
 CONTENDERS: dict[str, Contender] = {
     "torch.optim.Muon+AdamW": _torch_muon,
     "muonlab": _muonlab(),
@@ -78,6 +105,7 @@ CONTENDERS: dict[str, Contender] = {
     "muonlab(no batching)": None,  # filled below (needs the executor class)
     "heavyball.Muon+AdamW": _heavyball,
     "pytorch_optimizer.Muon+AdamW": _pytorch_optimizer,
+    "emerging_optimizers.Muon+AdamW": _emerging,
 }
 
 
@@ -126,16 +154,16 @@ def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: li
     live, times, quality, skipped = {}, {}, {}, {}
     for name in names:
         params = _copy(base)
-        try:
-            opts = CONTENDERS[name](params)
-        except Exception as e:  # an anchor that is not installed or cannot take this set
-            skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0][:120]
-            continue
         grads = [p.grad.clone() for _, p, _ in params]
         p_t = params[target][1]
         before = p_t.detach().clone()
-        for o in opts:
-            o.step()
+        try:
+            opts = CONTENDERS[name](params)
+            for o in opts:
+                o.step()
+        except Exception as e:  # an anchor that is not installed or cannot take this set
+            skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0][:120]
+            continue
         quality[name] = _accuracy(before, p_t, grads[target])
         live[name] = (params, opts, grads)
         times[name] = []
