@@ -122,9 +122,9 @@ def newton_schulz(
     return X.to(out_dtype)
 
 
-# Gram Newton–Schulz with one restart costs 4·r²c + (4T−5)·r³ against T·(2·r²c + r³) for the
-# plain iteration on an r×c (r ≤ c) matrix with T steps (2r²c per rectangular product): 0.67× the
-# FLOPs at 4:1 and T = 5, more than the plain iteration below about 1.7:1. It also makes more,
+# On an r×c (r ≤ c) matrix with T steps the plain iteration makes T·(2 rectangular + 1 square)
+# products, T·(4r²c + 2r³) FLOPs; Gram with one restart makes 4 rectangular and 4T−6 square ones,
+# 8r²c + (8T−12)r³: 0.67× at 4:1 and T = 5, break-even at c = 1.5r. It also makes more,
 # smaller calls, so on small matrices it loses to call overhead (measured on CPU, bf16: slower up
 # to 128×512 alone, 0.68–0.8× from batch·r²·c ≈ 2^25 on). Hence both thresholds.
 GRAM_MIN_ASPECT = 2.0
