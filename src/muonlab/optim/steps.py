@@ -148,7 +148,8 @@ def apply_updates(
     (same operations and rounding as the loop; tested bitwise) for decoupled/no weight decay;
     the loop otherwise (cautious decay, mixed dtypes, DTensor shards)."""
     same_dtype = all(u.dtype == p.dtype for p, u in zip(params, updates))
-    if mode == "cautious" and weight_decay != 0 or not same_dtype or not can_foreach(params, updates):
+    cautious = mode == "cautious" and weight_decay != 0
+    if cautious or not same_dtype or not can_foreach(params, updates):
         for p, u, s in zip(params, updates, step_sizes):
             apply_update(p, u, s, lr=lr, weight_decay=weight_decay, mode=mode)
         return
