@@ -244,11 +244,14 @@ def _scenarios(ckpt_in: str, ckpt_out: str):
             return compare(full_params(model), name, 2 * STEPS)
         return run
 
-    def auto_executor_and_routing():  # create_optimizer picks the DistributedExecutor itself
+    def auto_executor_and_routing():  # create_optimizer picks the DistributedExecutor for a DDP model
         torch.manual_seed(0)
         model = nn.parallel.DistributedDataParallel(Net().to(DEVICE))
-        opt = muonlab.create_optimizer(model.module, "muon", compute_dtype="float32")
+        opt = muonlab.create_optimizer(model, "muon", compute_dtype="float32", output="d")
         assert isinstance(opt.executor, DistributedExecutor), opt.executor
+        assert isinstance(muonlab.create_optimizer(model.module, "muon").executor, LocalExecutor)
+        names = [n for g in opt.param_groups for n in g["param_names"]]
+        assert "a.weight" in names and not any(n.startswith("module.") for n in names), names
         train(model, opt, STEPS, shard=True)
         torch.manual_seed(0)
         ref = Net().to(DEVICE)
@@ -453,6 +456,44 @@ def test_dead_rank_raises_clear_error(job):
     assert report["distributed"], report
     assert report["seconds"] < 10, report
     assert "died" in report["message"] or "MUONLAB_DIST_TIMEOUT" in report["message"], report
+
+
+# ---- an optimizer stepped on one rank only ------------------------------------------------------
+
+
+def _side_optimizer_job(rank: int, store_path: str, out_path: str) -> None:
+    """After init_process_group, rank 0 steps side optimizers (an EMA/eval copy) while rank 1
+    waits in a barrier: they must step locally, never join a collective."""
+    _init(rank, store_path, timeout_s=60)
+    report = {}
+    if rank == 0:
+        t0 = time.perf_counter()
+        torch.manual_seed(0)
+        side = Net()
+        opts = [muonlab.create_optimizer(side, "muon"), muonlab.Muon([side.b.weight, side.c.weight], lr=0.02),
+                muonlab.HybridOptimizer([side.a.weight], "normuon")]
+        for opt in opts:
+            for _ in range(3):
+                x, y = global_batch(0)
+                opt.zero_grad()
+                (side(x) - y).pow(2).mean().backward()
+                opt.step()
+        report = {"seconds": time.perf_counter() - t0, "executors": [repr(o.executor) for o in opts],
+                  "summary": muonlab.routing_summary(opts[0]), "repr": repr(opts[1])}
+    dist.barrier()
+    if rank == 0:
+        Path(out_path).write_text(json.dumps(report))
+    os._exit(0)
+
+
+@pytest.mark.distributed
+def test_side_optimizer_on_one_rank_steps_locally(tmp_path):
+    out = tmp_path / "report.json"
+    _spawn(_side_optimizer_job, (str(tmp_path / "store"), str(out)), wait_s=60)
+    report = json.loads(out.read_text())
+    assert report["seconds"] < 20, report
+    assert all(r.startswith("LocalExecutor(") for r in report["executors"]), report
+    assert "executor: LocalExecutor(" in report["summary"] and "executor: LocalExecutor(" in report["repr"]
 
 
 # ---- pieces that need no process group ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """Family A (issue 6): NorMuon, AdaMuon, AdaGO, PolarGrad, MuSGD, MuonBP, TrasMuon.
 
-For each method: a float64 for-loop reference written from docs/ALGORITHMS.md, a reduction to a
+For each method: a float64 for-loop reference written from its source (the paper or code cited in
+its module docstring and in docs/methods/family_a.md), a reduction to a
 simpler, already tested method with the extra knob switched off, and the concrete behaviour the
 source states. The exact polar factor (``orthogonalizer="svd"`` in float64) makes the comparisons
 exact up to round-off. The torch.optim contract and MLP training come from test_contract.py.

@@ -1,9 +1,13 @@
 """Family B (issue 6): Scion, Dion, Conda, Kaon, Freon — reductions, source behaviours, and
-cautious weight decay (§13) for them and for Muon/AdamW.
+cautious weight decay (Chen et al., arXiv 2510.12402) for them and for Muon/AdamW.
 
 The torch.optim contract and "defaults train an MLP via create_optimizer" run for every registered
 method in tests/test_contract.py. References here are float64 for-loops written from
-ALGORITHMS.md (§8.4 Conda, §10 Scion, §11 Dion, §13 CWD, §15 Freon/Kaon).
+the sources: Conda (Wang et al., arXiv 2509.24218; jie040109/Conda ``conda_torch/conda.py``), Scion
+(Pethick et al., arXiv 2502.07529; LIONS-EPFL/scion ``scion.py``), Dion (Ahn, Xu et al., arXiv
+2504.05295; microsoft/dion ``dion/dion_reference.py``), CWD (Chen et al., arXiv 2510.12402;
+microsoft/dion ``dion/muon.py``), Freon/Kaon (Shumaylov et al., arXiv 2605.11181, via
+junaidaliop/zij ``canon/math/freonkaon.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from muonlab.optim import LocalExecutor
 from muonlab.optim.dion import dion_rank
 from muonlab.optim.freon import schatten_direction
 from muonlab.optim.kaon import KAON_GAIN, KAON_NORM, chaotic_spectrum
-from muonlab.optim.scion import scion_param_groups
+from muonlab.routing import scion_param_groups
 
 F64 = torch.float64
 SHAPES = [(32, 16), (16, 40), (24, 24)]
@@ -64,7 +68,7 @@ def _close(a, b, tol):
 
 MUON_EXACT = dict(orthogonalizer="svd", momentum_form="accumulate", nesterov=False, weight_decay=0.0)
 
-# ---- Scion (§10) ----------------------------------------------------------------------------------
+# ---- Scion (arXiv 2502.07529) ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.1])
@@ -186,7 +190,7 @@ def test_scion_param_groups_give_every_role_its_geometry_and_train():
     assert losses[-1] < 0.5 * losses[0]
 
 
-# ---- Dion (§11) -----------------------------------------------------------------------------------
+# ---- Dion (arXiv 2504.05295) ----------------------------------------------------------------------
 
 
 def test_dion_rank():
@@ -240,7 +244,7 @@ def test_dion_warm_start_converges_to_the_polar_factor_of_a_constant_gradient():
 
 
 def _dion_reference(params, Q0, steps, lr, mu, wd, r):
-    """§11, one power iteration per step, float64 for-loop."""
+    """Dion (``dion_reference.py``), one power iteration per step, float64 for-loop."""
     ps = [p.detach().clone() for p in params]
     Ms = [torch.zeros_like(p) for p in ps]
     Qs = [q.clone() for q in Q0]
@@ -294,7 +298,7 @@ def test_dion_initial_q_is_reproducible_from_the_seed():
     assert not torch.equal(q0[0], q0[1])
 
 
-# ---- Conda (§8.4) ---------------------------------------------------------------------------------
+# ---- Conda (arXiv 2509.24218) ---------------------------------------------------------------------
 
 
 def _conda_reference(params, steps, lr, betas, eps, T, scale, grads=_grads):
@@ -354,7 +358,7 @@ def test_conda_projection_refreshes_every_T_steps():
     assert same == [True, True, False, True, True, False]  # refreshed at steps 1, 4, 7
 
 
-# ---- Freon (§15) ----------------------------------------------------------------------------------
+# ---- Freon (arXiv 2605.11181) ---------------------------------------------------------------------
 
 
 def test_freon_q1_is_exact_polar_muon():
@@ -401,7 +405,7 @@ def test_freon_floor_handles_rank_deficient_and_zero_momenta():
     assert torch.equal(schatten_direction(torch.zeros(6, 4), 0.5), torch.zeros(6, 4))
 
 
-# ---- Kaon (§15) -----------------------------------------------------------------------------------
+# ---- Kaon (arXiv 2605.11181) ----------------------------------------------------------------------
 
 
 def _kaon_map(x, steps):
@@ -447,7 +451,7 @@ def test_kaon_uniform_spectrum_is_aligned_random_and_reproducible():
     assert not torch.allclose(torch.linalg.svdvals(O1), torch.linalg.svdvals(O2))  # per-parameter ξ
 
 
-# ---- cautious weight decay (§13) for every family-B method and for Muon/AdamW ---------------------
+# ---- cautious weight decay (arXiv 2510.12402) for every family-B method and for Muon/AdamW --------
 
 CWD_CASES = [
     ("muon", {}),

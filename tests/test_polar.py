@@ -190,7 +190,7 @@ def test_polar_express_8_steps_reaches_one_within_1e_3():
 def test_keller_coefficients_stay_in_documented_band():
     G = make_matrix(64, 64, torch.linspace(1, 0.05, 64), seed=4)
     s = torch.linalg.svdvals(orthogonalize(G, compute_dtype=torch.float64))
-    # σ/‖G‖_F is below 1 here, still every output lies in Keller's band (ALGORITHMS.md §1).
+    # σ/‖G‖_F is below 1 here, still every output lies in Keller's band (KellerJordan/Muon ``muon.py``).
     assert s.min() > 0.6 and s.max() < 1.2
 
 

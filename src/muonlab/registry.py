@@ -2,6 +2,8 @@
 
 It drives :func:`muonlab.create_optimizer`, the contract tests, the benchmarks and the CLI. A rule
 module registers itself at import time with :func:`register`; adding an optimizer is one entry.
+This module imports nothing from muonlab: :mod:`muonlab.optim` imports every method module (so
+the registry is full once ``muonlab`` is imported), and the dependency points one way.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class OptimizerSpec:
         recommended: hyperparameters :func:`create_optimizer` uses for the groups this method
             gets (on top of the rule's declared defaults), chosen so a small model trains as is.
         source: where the rule comes from (paper / code).
-        certainty: EXACT, EXACT-2, SECONDARY, RECON or GUESS (see docs/ALGORITHMS.md tags).
+        certainty: EXACT, EXACT-2, SECONDARY, RECON or GUESS (defined in docs/methods.md).
         state: optimizer memory per parameter, in parameter-sized buffers (e.g. "1× (momentum)").
         search_space: default LR sweep range ``{"lr": (low, high)}`` for the lab.
         invalid: extra invalid hyperparameter examples ``{name: value}`` for the contract tests.
@@ -61,13 +63,8 @@ def register(spec: OptimizerSpec) -> OptimizerSpec:
     return spec
 
 
-def _load() -> None:
-    from . import optim  # noqa: F401  (importing it registers the built-in rules)
-
-
 def get_spec(name: str) -> OptimizerSpec:
     """The spec registered under ``name``; ValueError listing the choices otherwise."""
-    _load()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -82,10 +79,8 @@ def get_rule(name: str) -> "Rule":
 
 def available_optimizers() -> list[str]:
     """Names of all registered optimizers, sorted."""
-    _load()
     return sorted(_REGISTRY)
 
 
 def all_specs() -> list[OptimizerSpec]:
-    _load()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]

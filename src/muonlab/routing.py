@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from . import registry
+from .optim.scion import ROLE_NORMS
 from .optim.shell import HybridOptimizer
 
 AUX_ALGORITHM = "adamw"
@@ -48,6 +49,60 @@ MATRIX_ROLES = (Role.HIDDEN, Role.CONV)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _RNN = (nn.RNNBase,)
 _EMBED = (nn.Embedding, nn.EmbeddingBag)
+
+
+# Name segments that wrappers insert: torch.compile (``_orig_mod``), DDP/DataParallel (``module``),
+# FSDP1 and activation checkpointing. Routing matches patterns against names without them, so a
+# pattern or ``output=`` works the same on a wrapped and an unwrapped model.
+_WRAPPER_SEGMENTS = ("_orig_mod", "module", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+
+
+def canonical_name(name: str, model: nn.Module | None = None) -> str:
+    """``name`` without the segments wrappers add (``_orig_mod.``, DDP's ``module.``, ...).
+
+    With ``model``, only the prefixes its wrapper chain adds are removed (a submodule that happens
+    to be called ``module`` keeps its name); without, every wrapper segment is dropped.
+    """
+    if model is None:
+        return ".".join(part for part in name.split(".") if part not in _WRAPPER_SEGMENTS)
+    for attr in _wrapper_chain(model):
+        if name.startswith(attr + "."):
+            name = name[len(attr) + 1:]
+    return name.replace("._checkpoint_wrapped_module", "").replace("._fsdp_wrapped_module", "")
+
+
+def _wrapper_chain(model: nn.Module) -> list[str]:
+    """Attribute names from ``model`` down to the user's model (``["module", "_orig_mod"]``, ...)."""
+    chain = []
+    while True:
+        for attr in ("_orig_mod", "module", "_fsdp_wrapped_module"):
+            inner = getattr(model, attr, None)
+            if isinstance(inner, nn.Module) and _is_wrapper(model, attr):
+                chain.append(attr)
+                model = inner
+                break
+        else:
+            return chain
+
+
+def _is_wrapper(model: nn.Module, attr: str) -> bool:
+    if attr == "_orig_mod":
+        return type(model).__name__ == "OptimizedModule"
+    if attr == "module":
+        return isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel))
+    return type(model).__name__ == "FullyShardedDataParallel"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside torch.compile / DDP / DataParallel / FSDP1 wrappers."""
+    for attr in _wrapper_chain(model):
+        model = getattr(model, attr)
+    return model
+
+
+def _named_trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{canonical name: parameter}`` of the trainable parameters, tied weights once."""
+    return {canonical_name(n, model): p for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -71,6 +126,7 @@ def _owner_modules(model: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
 
 def _detect_output(model: nn.Module, trainable: dict[str, torch.Tensor]) -> tuple[set[int], str]:
     """ids of output-layer weights and a note saying how they were found."""
+    model = unwrap(model)
     get_out = getattr(model, "get_output_embeddings", None)
     if callable(get_out):
         try:
@@ -86,6 +142,27 @@ def _detect_output(model: nn.Module, trainable: dict[str, torch.Tensor]) -> tupl
     if last is None:
         return set(), "no output layer found"
     return {id(last[1].weight)}, f"output layer {last[0]!r} detected as the last Linear/conv module"
+
+
+def _is_hf_conv1d(module) -> bool:
+    return type(module).__name__ == "Conv1D" and not isinstance(module, _CONV)
+
+
+def matrix_views(model: nn.Module) -> dict[str, str]:
+    """``{canonical name: matrix_view}`` for parameters that need a view to be seen as the
+    ``(fan_out, fan_in)`` matrix: conv filters ``"flatten"``, Hugging Face ``Conv1D`` weights
+    (stored ``(in, out)``) ``"transpose"``."""
+    views: dict[str, str] = {}
+    owners = _owner_modules(model)
+    for name, p in _named_trainable(model).items():
+        _, module, attr = owners.get(id(p), ("", None, ""))
+        if attr != "weight":
+            continue
+        if isinstance(module, _CONV):
+            views[name] = "flatten"
+        elif _is_hf_conv1d(module) and p.ndim == 2:
+            views[name] = "transpose"
+    return views
 
 
 def classify(
@@ -106,14 +183,16 @@ def classify(
 
     Returns:
         ``(roles, notes)``: ``{parameter name: Role}`` in ``named_parameters`` order (tied weights
-        once, under their first name) and notes on how ambiguous choices were made.
+        once, under their first name) and notes on how ambiguous choices were made. Names are
+        those of the unwrapped model (without torch.compile's ``_orig_mod.`` or DDP's
+        ``module.``), and patterns match them, so routing is the same for a wrapped model.
     """
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    named = _named_trainable(model)
     owners = _owner_modules(model)
     notes: list[str] = []
 
     embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, _EMBED)}
-    get_in = getattr(model, "get_input_embeddings", None)
+    get_in = getattr(unwrap(model), "get_input_embeddings", None)
     if callable(get_in):
         try:
             emb = get_in()
@@ -155,7 +234,7 @@ def classify(
             role = Role.HIDDEN
         elif isinstance(module, nn.MultiheadAttention) and attr.endswith("proj_weight"):
             role = Role.HIDDEN
-        elif type(module).__name__ == "Conv1D" and attr == "weight" and p.ndim == 2:
+        elif _is_hf_conv1d(module) and attr == "weight" and p.ndim == 2:
             role = Role.HIDDEN  # transformers' GPT-2 Conv1D: a Linear stored as (in, out)
         else:
             role = Role.OTHER
@@ -198,7 +277,12 @@ def create_optimizer(
         output / embeddings / roles: see :func:`classify`.
         overrides: ``{parameter-name pattern: algorithm name or {hyperparameter: value}}``; a dict
             may hold ``"algorithm"``. Later patterns win.
-        check_finite, executor: passed to :class:`HybridOptimizer`.
+        check_finite: passed to :class:`HybridOptimizer`.
+        executor: where the matrix work runs. Default: this process (:class:`LocalExecutor`),
+            except for a model wrapped in ``DistributedDataParallel`` (the owner ranks of
+            :class:`muonlab.DistributedExecutor` share the work; pass the wrapped model) and
+            DTensor (FSDP2) parameters. An optimizer over a plain model never joins collectives,
+            also after ``init_process_group``: a side optimizer stepped on one rank is safe.
         summary: print the routing table.
         **hparams: hyperparameters of the ``name`` groups, on top of the registry's
             recommended defaults for ``name`` (e.g. Muon: ``lr=0.02, weight_decay=0.01``).
@@ -210,16 +294,16 @@ def create_optimizer(
     spec = registry.get_spec(name)
     aux = registry.get_spec(AUX_ALGORITHM)
     role_of, notes = classify(model, output=output, embeddings=embeddings, roles=roles)
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    named = _named_trainable(model)
+    views = matrix_views(model)
 
     base_main = {**spec.recommended, **hparams}
     base_aux = {**aux.recommended, **(adamw or {})}
+    group_defaults = {AUX_ALGORITHM: dict(base_aux), name: dict(base_main)}
     buckets: dict[tuple, dict[str, Any]] = {}
     for pname, role in role_of.items():
         if spec.matrix and role in MATRIX_ROLES:
             algorithm, hp = name, dict(base_main)
-            if role == Role.CONV:
-                hp.setdefault("matrix_view", "flatten")
         elif spec.matrix:
             algorithm, hp = AUX_ALGORITHM, dict(base_aux)
         else:
@@ -231,7 +315,10 @@ def create_optimizer(
                 if new_alg != algorithm:
                     algorithm = new_alg
                     hp = dict(registry.get_spec(new_alg).recommended)
+                    group_defaults.setdefault(new_alg, dict(hp))
                 hp.update(ov)
+        if pname in views and registry.get_spec(algorithm).matrix:
+            hp.setdefault("matrix_view", views[pname])
         key = (role.value, algorithm, tuple(sorted((k, repr(v)) for k, v in hp.items())))
         g = buckets.setdefault(key, {"params": [], "param_names": [], "algorithm": algorithm,
                                      "role": role.value, **hp})
@@ -241,13 +328,59 @@ def create_optimizer(
         if not any(_matches(n, [pattern]) for n in named):
             raise ValueError(f"overrides: pattern {pattern!r} matches no trainable parameter")
 
+    if executor is None and isinstance(model, nn.parallel.DistributedDataParallel):
+        from .distributed import DistributedExecutor  # the model says its replicas are shared
+
+        executor = DistributedExecutor(model.process_group)
     opt = HybridOptimizer(list(buckets.values()), algorithm=name, check_finite=check_finite,
-                          executor=executor)
+                          executor=executor, group_defaults=group_defaults)
     check_coverage(model, opt)
     opt.routing_notes = notes  # type: ignore[attr-defined]
     if summary:
         print(routing_summary(opt))
     return opt
+
+
+def scion_param_groups(
+    model: nn.Module,
+    *,
+    lr: float = 2**-6,
+    momentum: float = 0.1,
+    scale: float = 1.0,
+    output_scale: float | None = None,
+    role_norms: dict[str, dict[str, Any]] | None = None,
+    **classify_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Param groups giving *every* parameter of ``model`` a Scion geometry, by routing role.
+
+    Roles come from :func:`muonlab.classify` (``classify_kwargs``: ``output=``, ``embeddings=``,
+    ``roles=``). Defaults (:data:`ROLE_NORMS`): hidden → spectral, conv/other → auto (SpectralConv),
+    embedding → col_norm on the transpose, output → sign (ℓ∞ ball, radius ``output_scale``,
+    default ``60·scale`` as in Scion's nanoGPT setup: blocks 50, head 3000), vector → bias_rms.
+    ``lr = 2⁻⁶`` and ``momentum = 0.1`` are the README's MLP/GPT values.
+
+    Example::
+
+        >>> opt = muonlab.HybridOptimizer(scion_param_groups(model))
+    """
+    roles, _ = classify(model, **classify_kwargs)
+    norms = {**ROLE_NORMS, **(role_norms or {})}
+    named = _named_trainable(model)
+    views = matrix_views(model)
+    groups: dict[tuple, dict[str, Any]] = {}
+    for pname, role in roles.items():
+        view = views.get(pname) if norms[role.value].get("norm") in ("spectral", "auto", None) else None
+        key = (role.value, view)
+        g = groups.setdefault(key, {
+            "params": [], "param_names": [], "algorithm": "scion", "role": role.value, "lr": lr,
+            "momentum": momentum, **norms[role.value],
+            "scale": (60.0 * scale if output_scale is None else output_scale) if role.value == "output" else scale,
+        })
+        if view == "transpose":  # HF Conv1D: stored (in, out)
+            g["matrix_view"] = view
+        g["params"].append(named[pname])
+        g["param_names"].append(pname)
+    return list(groups.values())
 
 
 def check_coverage(model: nn.Module, optimizers: torch.optim.Optimizer | Iterable[torch.optim.Optimizer]) -> None:
@@ -258,7 +391,7 @@ def check_coverage(model: nn.Module, optimizers: torch.optim.Optimizer | Iterabl
         for group in opt.param_groups:
             for p in group["params"]:
                 count[id(p)] += 1
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    named = _named_trainable(model)
     missing = [n for n, p in named.items() if count[id(p)] == 0]
     twice = [n for n, p in named.items() if count[id(p)] > 1]
     foreign = set(count) - {id(p) for p in model.parameters()}
@@ -286,5 +419,6 @@ def routing_summary(opt: torch.optim.Optimizer) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"total trainable parameters: {total:,}")
+    lines.append(f"executor: {getattr(opt, 'executor', None)!r}")
     lines.extend(f"note: {n}" for n in getattr(opt, "routing_notes", []))
     return "\n".join(lines)

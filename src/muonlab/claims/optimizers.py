@@ -1,6 +1,6 @@
 """Optimizers only the claims lab needs, usable by import path (``muonlab.claims.optimizers.X``).
 
-:class:`NormMatchedGD` is seed 003's ablation (docs/ALGORITHMS.md §18): gradient descent whose
+:class:`NormMatchedGD` is seed 003's ablation (arXiv 2606.08388): gradient descent whose
 step has the Frobenius norm of Muon's polar step, ``W ← W − η·(‖polar(G)‖_F/‖G‖_F)·G =
 W − η·√rank(G)·G/‖G‖_F``. It keeps GD's direction (the gradient's own spectrum) and only matches
 the step size, so any difference from Muon is due to the flattened spectrum, not the step norm.

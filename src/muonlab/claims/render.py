@@ -18,8 +18,13 @@ from .base import Claim, ClaimResult
 
 HEADER = """# The claims lab
 
-Each claim in the seed documents (/work/shared/seeds, summarised in docs/ALGORITHMS.md), reproduced
-with one command and a verdict computed from the numbers by the rule stated under it. Verdicts are
+Each claim in the seed documents, reproduced with one command and a verdict computed from the
+numbers by the rule stated under it. The seeds: 000 MiMuon (Huang, Luo, Chen, arXiv 2605.19619);
+001 hyperparameter transfer (Qiu, Chen, Phan, Lei, Wilson, arXiv 2512.05620); 002 spectral power
+(Qi et al., "Delving into Muon and Beyond", arXiv 2602.04669); 003 spectral dynamics (Beneventano,
+Abdelmoneum, Poggio, "The Spectral Dynamics and Noise Geometry of Muon", arXiv 2606.08388); 004 the
+"Awesome Muon Optimizer" reading list, here grokking (Tveit, Remseth, Skogvold, arXiv 2504.16041)
+and imbalanced data (Vasudeva et al., arXiv 2510.22980). Verdicts are
 *supported*, *not supported*, or *inconclusive at this scale*; they speak only for the budget that
 ran (the `small` budget runs on 2 CPU cores in ≤ 15 minutes per claim and is far from the seeds'
 scale; `full` is meant for a GPU). Spread is over ≥ 3 seeds (or problem instances) per arm: means

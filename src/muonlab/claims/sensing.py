@@ -1,4 +1,4 @@
-"""Claims 5, 6 and 10: seed 003's matrix-sensing experiments (docs/ALGORITHMS.md §18).
+"""Claims 5, 6 and 10: seed 003's matrix-sensing experiments (arXiv 2606.08388).
 
 * 5 ``sensing_flattening``: Muon flattens the normalized spectrum (final normalized spectral
   entropy above plain GD's on the same instance and init) and its nuclear norm stays above the
@@ -214,7 +214,7 @@ CLAIMS = [
           "sensing_directions (p=n=10, rank 4, σ* in [1, 3], d=90 measurements), Muon lr 0.02, 600 steps, "
           "λ ∈ {1e-4, 1e-3, 1e-2, 1e-1} × {coupled, decoupled}, 4 instances × 3 seeds. ATSR = max_i t_i / min_i t_i "
           "with t_i the first step where u*_iᵀWv*_i ≥ θσ*_i — **our reading** of the metric (the seed gives only "
-          "its name and figure). docs/ALGORITHMS.md's reading uses θ = 0.9 (the full budget); at the small budget "
+          "its name and figure). The default reading, used by the full budget, is θ = 0.9; at the small budget "
           "about half of the directions never reach 0.9 within 600 steps even without decay, so θ = 0.5.",
           {"small": {"seeds": 3, "instances": 4, "steps": 600, "d": 90, "lr": 0.02, "threshold": 0.5,
                      "lambdas": [1e-4, 1e-3, 1e-2, 1e-1]},

@@ -2,7 +2,7 @@
 
 Examples::
 
-    muonlab run --workload tiny_gpt --optimizer muon --steps 300 --data ../shared/data/tinyshakespeare.txt
+    muonlab run --workload tiny_gpt --optimizer muon --steps 300 --data tinyshakespeare
     muonlab run --workload mlp_digits --optimizer torch.optim.SGD --set lr=0.1 momentum=0.9
     muonlab run --workload tiny_gpt --optimizer muon --set width=256 lr=0.01 adamw.lr=3e-3
     torchrun --standalone --nproc_per_node=2 -m muonlab.cli run --workload mlp_digits --optimizer muon

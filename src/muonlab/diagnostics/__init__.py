@@ -3,7 +3,9 @@
 Pure functions (float64 by default, batched over leading dims, NaN-free on zero and rank-deficient
 input) live in :mod:`muonlab.diagnostics.spectrum`. :class:`SpectralProbe` samples them during
 training through optimizer step hooks. ``muonlab diagnose FILE`` applies them to a saved
-checkpoint or matrix. Definitions: ALGORITHMS.md §17.
+checkpoint or matrix. Definitions, each with its source, are in the docstrings of
+:mod:`muonlab.diagnostics.spectrum` (MiMuon, arXiv 2605.19619; Beneventano, Abdelmoneum, Poggio,
+arXiv 2606.08388; Shumaylov et al., arXiv 2605.11181).
 """
 
 from .probe import SpectralProbe

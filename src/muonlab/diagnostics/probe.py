@@ -1,7 +1,7 @@
 """SpectralProbe: spectral statistics of weights, gradients, momenta and applied updates in training.
 
 The probe attaches to any ``torch.optim.Optimizer`` through its step hooks, so the optimizer
-itself contains no diagnostics code (STYLE.md §4.6):
+itself contains no diagnostics code:
 
 * ``register_step_pre_hook``: at a sampled step, snapshot each target's weight and gradient;
 * ``register_step_post_hook``: read the momentum buffer, form the applied update
@@ -30,7 +30,7 @@ TARGETS = ("weight", "grad", "momentum", "update")
 
 
 def _as_matrix(x: Tensor) -> Tensor:
-    # Conv filters (out, in, kh, kw) -> (out, in·kh·kw): Dion's flatten, ALGORITHMS.md §0.
+    # Conv filters (out, in, kh, kw) -> (out, in·kh·kw): Dion's ``flatten=True`` (microsoft/dion).
     return x if x.ndim == 2 else x.reshape(x.shape[0], -1)
 
 
@@ -69,7 +69,7 @@ class SpectralProbe:
             ``("momentum_buffer", "exp_avg")``).
         frame_k: if set, also record ``‖sin Θ‖_F`` between the top-k singular subspaces of the
             weight and the gradient (:func:`~muonlab.diagnostics.spectrum.frame_alignment`),
-            with k clipped to ``min(m, n)``. The default ``None`` skips it. §17 takes
+            with k clipped to ``min(m, n)``. The default ``None`` skips it. Matrix sensing takes
             ``k = rank(W*)``, which is known in matrix sensing but not for a network, where any
             default k would be a guess. It also costs two full SVDs instead of two ``svdvals``
             per matrix, about a third more probe time.

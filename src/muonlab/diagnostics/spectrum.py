@@ -1,8 +1,10 @@
 """Spectral diagnostics as pure functions: tensor in, tensor (or dict of tensors) out.
 
-Definitions follow ALGORITHMS.md §17; each docstring states the formula and its certainty tag
-(EXACT: standard or read from the source; RECON: reconstructed, a documented choice; GUESS: a
-placeholder with no source).
+Definitions follow seed 000 (Huang, Luo, Chen, "MiMuon", arXiv 2605.19619), seed 003 (Beneventano,
+Abdelmoneum, Poggio, "The Spectral Dynamics and Noise Geometry of Muon", arXiv 2606.08388) and, for
+the alignment terms, Shumaylov et al. ("Muon is Not That Special", arXiv 2605.11181); each
+docstring states the formula and its certainty tag (EXACT: standard or read from the source;
+RECON: reconstructed, a documented choice; GUESS: a placeholder with no source).
 
 Conventions shared by every function here:
 
@@ -206,7 +208,7 @@ def min_gap(
 
     ``κ = min_{1≤i<r} (σ_i − σ_{i+1})``, and ``κ/σ₁`` when ``relative=True``. This is seed 000's
     "minimum difference between singular values of the gradient estimate" (MiMuon's κ_t,
-    ALGORITHMS.md §5.3 and §17). Gaps to zero singular values (rank deficiency) are excluded, as
+    arXiv 2605.19619). Gaps to zero singular values (rank deficiency) are excluded, as
     in the seed's definition.
 
     Returns ``+inf`` when ``r < 2``: with fewer than two nonzero singular values there is no pair to
@@ -234,7 +236,7 @@ def spectral_entropy(
     """Shannon entropy of the normalized spectrum. [RECON: the seed does not state the normalization]
 
     ``variant="sigma"`` (default): ``p_i = σ_i / Σ_j σ_j``. ``variant="sigma2"``:
-    ``p_i = σ_i² / Σ_j σ_j²`` (energy fractions, STYLE.md's ``"sq"``). Both use the r nonzero
+    ``p_i = σ_i² / Σ_j σ_j²`` (energy fractions). Both use the r nonzero
     singular values and compute ``H = −Σ_i p_i log p_i`` (natural log).
 
     With ``normalize=True`` (default) the result is ``H / log r`` ∈ [0, 1]: 1 for a flat spectrum
@@ -246,7 +248,7 @@ def spectral_entropy(
 
 
 def effective_rank(W: Tensor, *, rtol: float | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
-    """``exp(H)`` with H the unnormalized σ-entropy (Roy & Vetterli 2007). [RECON per §17]
+    """``exp(H)`` with H the unnormalized σ-entropy (Roy & Vetterli 2007). [RECON]
 
     It lies in [1, r]: r for a flat spectrum, 1 for rank 1. It is defined as 0 for a zero matrix, so
     it agrees with the rank there.
@@ -273,7 +275,7 @@ def flatness(
     rtol: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """How flat the nonzero spectrum is. [RECON per §17]
+    """How flat the nonzero spectrum is. [RECON]
 
     ``kind="ratio"`` (default): ``σ_r / σ₁`` ∈ (0, 1], which is 1 when every nonzero σ is equal.
     ``kind="cv"``: the coefficient of variation ``std(σ)/mean(σ)`` of the nonzero σ's (population
@@ -309,7 +311,7 @@ def _pairwise_regularizer(s: Tensor, mask: Tensor) -> Tensor:
 
 
 def polar_sensitivity(G: Tensor, *, rtol: float | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
-    """``S(μ) = Σ_{i≠j} 1/(σ_i + σ_j)²`` over ordered pairs of nonzero σ's of G. [RECON, §17]
+    """``S(μ) = Σ_{i≠j} 1/(σ_i + σ_j)²`` over ordered pairs of nonzero σ's of G. [RECON]
 
     This is the sensitivity of ``polar(G)`` to skew-symmetric noise: a perturbation E changes the
     polar factor by ``(u_iᵀEv_j − u_jᵀEv_i)/(σ_i + σ_j)`` in the (i, j) direction. For a flat

@@ -5,7 +5,7 @@ Every matrix of a param group gets one *owner* rank, chosen greedily by cost ``B
 
 1. ``pre`` (momentum) has already run where each parameter's shard lives (the rule's ``step``).
 2. **gather** (FSDP2 only): every rank sends its shard of each matrix input, and of the sharded
-   state entries the rule declares in ``matrix_state_keys``, to the owner (one ``all_to_all`` per
+   state entries the rule declares ``matrix_phase`` in ``state_spec``, to the owner (one ``all_to_all`` per
    dtype; shards may be uneven or empty, ``torch.chunk`` sizes like DTensor's ``Shard``).
 3. **compute**: each owner runs ``matrix_fn`` on its full matrices, batched by shape, then ``post``.
 4. **header**: one small ``all_reduce`` of ``(step_size, dtype, error, bytes)`` per matrix, so a
@@ -33,7 +33,7 @@ from torch.distributed.tensor.experimental import implicit_replication
 
 from ..matfn import from_matrix
 from ..optim.executor import LocalExecutor, run_batch
-from ..optim.rule import MatrixRule
+from ..optim.state import matrix_phase_keys
 from .comm import Comm, DistributedError, Layout, layout_of, like, local, region, region_shape, resolve_timeout
 
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.uint8)
@@ -59,17 +59,6 @@ def assign_owners(costs: list[float], world: int, loads: list[float] | None = No
         owners[j] = r
         loads[r] += costs[j]
     return owners, loads
-
-
-def tensor_state_keys(rule, state: dict) -> list[str]:
-    """The tensor entries of ``state`` that ``matrix_fn``/``post`` use (see ``matrix_state_keys``)."""
-    declared = getattr(rule, "matrix_state_keys", None)
-    if declared is None:
-        own = type(rule)
-        if getattr(own, "matrix_fn", None) is MatrixRule.matrix_fn and getattr(own, "post", None) is MatrixRule.post:
-            return []
-        declared = [k for k in state if k != "step"]
-    return [k for k in declared if isinstance(state.get(k), Tensor)]
 
 
 class DistributedExecutor(LocalExecutor):
@@ -159,7 +148,7 @@ class _Call:
         self.x_lay: list[Layout] = [layouts[i] for i in idx]
         self.comm = Comm(self.x_lay[0].group, ex.timeout,
                          f"matrix phase of param group algorithm={group.get('algorithm', rule.name)!r}")
-        self.keys = [tensor_state_keys(rule, st) for st in self.states]
+        self.keys = [matrix_phase_keys(rule, st) for st in self.states]
         if self.params is not None:
             self.out_lay = [layout_of(p, self.comm.group) for p in self.params]
             for p, lay in zip(self.params, self.out_lay):

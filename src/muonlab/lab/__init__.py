@@ -1,6 +1,7 @@
 """The lab: workloads, one training loop, LR sweeps over seeds, and reports.
 
-Four roles kept apart (STYLE.md §2.8, §4.7; AlgoPerf's spec/submission/runner/scoring split):
+Four roles kept apart (AlgoPerf's spec/submission/runner/scoring split; github
+mlcommons/algorithmic-efficiency ``algoperf/spec.py``, ``submission_runner.py``, ``scoring/``):
 
 * :mod:`.workloads`  what is trained: a model, its data, its loss and its evaluation;
 * the optimizer comes from :mod:`muonlab.registry` (or an import path, :mod:`.external`);

@@ -1,6 +1,6 @@
 """Records: run-directory layout, atomic JSON/JSONL/checkpoint writes, provenance, loading.
 
-Layout of one run (STYLE.md §4.7)::
+Layout of one run (after AlgoPerf's records, github mlcommons/algorithmic-efficiency)::
 
     OUT/<workload>/<optimizer>/<hparam-slug>/seed=<k>/
         config.json     resolved config + provenance (versions, git revision, machine, device)

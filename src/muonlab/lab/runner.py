@@ -209,8 +209,8 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
     """Train one point, writing config.json, metrics.jsonl and finally ``done`` into ``run_dir``.
 
     Resumes from the run's checkpoint when present; returns the ``done`` summary at once when
-    the run already finished. Never stops early on the metric (STYLE.md §4.7), only on a
-    non-finite loss (``diverged: true``).
+    the run already finished. Never stops early on the metric (a fixed budget keeps runs
+    comparable), only on a non-finite loss (``diverged: true``).
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the job and trains data-parallel with
     ``dist`` = "ddp" or "fsdp2" ("auto": ddp; see :mod:`.dist`); every rank returns the summary,

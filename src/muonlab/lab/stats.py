@@ -1,4 +1,4 @@
-"""Statistics for reports: pure functions from run records to tables (STYLE.md §4.7).
+"""Statistics for reports: pure functions from run records to tables (as AlgoPerf's ``scoring/``).
 
 Everything here is a pure function of :class:`muonlab.lab.records.Run` objects: no I/O, no
 globals, so each table can be tested from hand-made records. :mod:`.plots` draws them and
@@ -348,7 +348,7 @@ def target_table(runs: Sequence[Run], metric: str, best: Sequence[BestLR],
 
 # ---- diagnostics -----------------------------------------------------------------------------
 
-# Probe statistics shown by default when present (muonlab.diagnostics record keys, ALGORITHMS §17):
+# Probe statistics shown by default when present (muonlab.diagnostics record keys, see spectrum.py):
 # the flattening of the weights' spectrum, the update's shape, the gradient's gap κ and how well
 # the update follows the gradient.
 DIAGNOSTICS = ("weight/stable_rank", "weight/spectral_entropy", "update/stable_rank",

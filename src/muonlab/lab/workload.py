@@ -1,4 +1,4 @@
-"""The Workload protocol: what is trained, separate from how (AlgoPerf-lite, STYLE.md §4.7).
+"""The Workload protocol: what is trained, separate from how (AlgoPerf-lite, ``spec.Workload``).
 
 A workload is a dataclass whose fields are its *knobs* (width, depth, batch size, data, ...), each
 with a typed default. It knows its model, data, loss and evaluation, and nothing about optimizers
@@ -71,8 +71,8 @@ class Workload:
         """Keyword arguments for :func:`muonlab.routing.classify` / ``create_optimizer``.
 
         Declares which parameters are the output layer, embeddings, or have another role, so that
-        routing never guesses from shapes (STYLE.md §4.9 rule 5). Default: let ``classify``
-        detect them.
+        routing never guesses from shapes (as AlgoPerf's ``spec.ParameterType``). Default: let
+        ``classify`` detect them.
         """
         return {}
 

@@ -30,7 +30,7 @@ YOU_5: tuple[Triple, ...] = (
 )
 
 # You Jiacheng's 6-step schedule, integers / 1024 (x.com/YouJiacheng/status/1905861218138804534,
-# via modula copies; ALGORITHMS.md §4).
+# via modula and modded-nanogpt copies).
 YOU_6: tuple[Triple, ...] = tuple(
     (a / 1024, b / 1024, c / 1024)
     for a, b, c in (

@@ -13,7 +13,7 @@ is transposed so the Gram matrix ``A = X Xᵀ`` is ``k×k`` with ``k = min(m, n)
               [EXACT]); ``Ψ_{1/4}`` applies ``Ψ_{1/2}`` twice. Matmuls only. p = 0 goes to
               :func:`~muonlab.matfn.polar.orthogonalize`.
 ``"eigh"``    any p: ``Ψ_p(X) = Q f(Λ) Qᵀ X`` from ``A = Q Λ Qᵀ``, ``f(λ) = (λ + δ)^{(p−1)/2}``
-              (the Freon-style general-p route of ALGORITHMS.md §19).
+              (the Freon-style general-p route: Shumaylov et al., arXiv 2605.11181).
 ``"svd"``     the reference: exact ``U Σᵖ Vᵀ`` from a thin SVD.
 ``"auto"``    (default) p = 1 → the input; p = 0 → ``orthogonalize``; p ∈ {1/2, 1/4} → "newton";
               other p → "eigh".

@@ -1,18 +1,22 @@
 """Optimizers: rules (the math), the shell (torch.optim bookkeeping), steps and executors.
 
-Importing this package registers the built-in rules in :mod:`muonlab.registry`.
+Every module of this package is imported here, and each method module registers its rule in
+:mod:`muonlab.registry` at import: a new method is a new file, with no list to keep up to date.
 """
 
-from . import adamw, muon, sgd  # noqa: F401  (registration side effect)
-from . import adago, adamuon, muonbp, musgd, normuon, polargrad, trasmuon  # noqa: F401  (family A)
-from . import conda, dion, freon, kaon, scion  # noqa: F401  (family B)
+import importlib
+import pkgutil
+
 from .adamw import AdamW, AdamWRule
 from .executor import LocalExecutor
 from .muon import Muon, MuonRule
 from .rule import ElementwiseRule, MatrixRule, Rule
 from .sgd import SGDRule
 from .shell import HybridOptimizer
-from . import mimuon, spectral_power  # noqa: F401  (registers "mimuon", "spectral_power")
+from .state import Slot
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "AdamW",
@@ -25,4 +29,5 @@ __all__ = [
     "MuonRule",
     "Rule",
     "SGDRule",
+    "Slot",
 ]

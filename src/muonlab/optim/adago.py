@@ -33,6 +33,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .muon import MuonRule
 from .steps import matrix_state_zeros
+from .state import PARAM, Slot
 
 
 class AdaGORule(MuonRule):
@@ -49,8 +50,11 @@ class AdaGORule(MuonRule):
                          low_open=True),
         "step_floor": H.Hyper(1e-4, "ε: lower bound of α/η [GUESS]", low=0.0, high=1.0),
     }
-    state_keys = ("momentum_buffer", "grad_norm_sq_sum", "adaptive_step")
-    matrix_state_keys = ("adaptive_step",)  # written by pre, read by post
+    state_spec = {
+        "momentum_buffer": PARAM,
+        "grad_norm_sq_sum": Slot("matrix"),
+        "adaptive_step": Slot("matrix", matrix_phase=True, doc="written by pre, read by post"),
+    }
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         dtype = torch.promote_types(p.dtype, torch.float32)

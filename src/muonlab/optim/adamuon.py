@@ -8,7 +8,7 @@ Math (per matrix W ∈ R^{m×n})::
     Ô ← O / (√V + ε)
     W ← (1 − ηλ)W − η·ρ·√(mn)/(‖Ô‖_F + ε)·Ô          update RMS ρ = 0.2 (Adam-matched)
 
-Defaults (ALGORITHMS.md §8.1, the official GPT-2 optimizer): lr 0.02 (class default), weight decay
+Defaults (the official GPT-2 optimizer, Chongjie-Si/AdaMuon): lr 0.02 (class default), weight decay
 0.01, momentum β 0.95 with Nesterov, β₂ = β (``beta2=None``), ε 1e-8, ρ 0.2, 5 Newton–Schulz steps.
 The RMS rescale replaces Muon's shape factor, so there is no ``adjust_lr_fn``.
 
@@ -18,7 +18,7 @@ uniform factor that the RMS rescale cancels up to ε). The repository's top-leve
 ``sign_before_ns=False, beta2=0.999`` here, up to the same ε effect.
 
 Source: Si, Zhang, Shen, "AdaMuon", arXiv 2507.11005; github Chongjie-Si/AdaMuon
-``gpt2/models/optimizers/adamuon.py`` [EXACT official code, as read in ALGORITHMS.md §8.1].
+``gpt2/models/optimizers/adamuon.py`` [EXACT official code].
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MATRIX_HYPERS, ORTHO_HYPERS, MatrixRule, orthogonalize_group, scalar
 from .steps import gather_states, momentum_, scatter_states_
+from .state import PARAM, Slot
 
 
 class AdaMuonRule(MatrixRule):
@@ -52,8 +53,7 @@ class AdaMuonRule(MatrixRule):
         "norm_eps": H.Hyper(1e-8, "ε of the element-wise normalisation and of the RMS rescale", low=0.0),
         "update_rms": H.Hyper(0.2, "RMS ρ of the final update per unit lr (0.2 = Adam-matched)", low=0.0),
     }
-    state_keys = ("momentum_buffer", "v_buffer")
-    matrix_state_keys = ("v_buffer",)
+    state_spec = {"momentum_buffer": PARAM, "v_buffer": Slot("param", matrix_phase=True)}
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         z = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731

@@ -21,6 +21,7 @@ from . import hyper as H
 from .rule import ElementwiseRule, scalar
 from .shell import HybridOptimizer
 from .steps import adam_denominator, adam_moments_, apply_update
+from .state import PARAM
 
 
 class AdamWRule(ElementwiseRule):
@@ -36,7 +37,7 @@ class AdamWRule(ElementwiseRule):
             kind="choice", choices=("auto", "loop", "foreach", "fused"),
         ),
     }
-    state_keys = ("exp_avg", "exp_avg_sq")
+    state_spec = {"exp_avg": PARAM, "exp_avg_sq": PARAM, "max_exp_avg_sq": PARAM}
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         return {

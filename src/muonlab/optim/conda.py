@@ -38,6 +38,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MATRIX_HYPERS, MatrixRule, scalar
 from .steps import gather_states, matrix_state_zeros, scatter_states_
+from .state import Slot
 
 
 class CondaRule(MatrixRule):
@@ -52,8 +53,11 @@ class CondaRule(MatrixRule):
         "update_proj_gap": H.Hyper(2000, "T: refresh the SVD basis every T steps", kind="int", low=1),
         "scale": H.Hyper(1.0, "multiplier of the projected-back update", low=0.0),
     }
-    state_keys = ("exp_avg", "exp_avg_sq", "proj")
-    matrix_state_keys = ("exp_avg", "exp_avg_sq", "proj")  # read after pre; v and P written
+    state_spec = {  # all read by matrix_fn after pre; v and P written there
+        "exp_avg": Slot("param", matrix_phase=True),
+        "exp_avg_sq": Slot("param", matrix_phase=True),
+        "proj": Slot("matrix", matrix_phase=True),
+    }
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         k = min(matrix_shape(tuple(p.shape), group["matrix_view"]))

@@ -47,6 +47,7 @@ from . import hyper as H
 from .seeding import param_key, seeded_generator
 from .rule import MATRIX_HYPERS, MatrixRule
 from .steps import SHAPE_SCALES, gather_states, matrix_state_zeros, scatter_states_
+from .state import Slot
 
 def dion_rank(m: int, n: int, rank_fraction: float, multiple_of: int) -> int:
     """Dion's rank: ``min(multiple_of·⌈rank_fraction·min(m,n)/multiple_of⌉, m, n)``, at least 1."""
@@ -74,8 +75,10 @@ class DionRule(MatrixRule):
         "adjust_lr_fn": H.Hyper("spectral_norm", "shape scaling (Dion: √(m/n))", kind="choice",
                                 choices=(None,) + SHAPE_SCALES),
     }
-    state_keys = ("momentum_buffer", "Q")
-    matrix_state_keys = ("momentum_buffer", "Q")  # matrix_fn writes both (error feedback, warm start)
+    state_spec = {  # matrix_fn writes both (error feedback, warm start)
+        "momentum_buffer": Slot("param", matrix_phase=True),
+        "Q": Slot("matrix", matrix_phase=True),
+    }
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         view = group["matrix_view"]

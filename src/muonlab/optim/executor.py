@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -21,6 +22,38 @@ from ..matfn import from_matrix
 # Batched vs looped Newton–Schulz, 2-core CPU, bf16 (batched/looped time): 64×64 0.14, 64×576 0.47,
 # 128×1152 0.79, 256×2304 0.97, 512×512 1.04, 768×768 1.23, 512×2048 1.14, 768×3072 1.13.
 BATCH_MAX_NUMEL = 2**18
+
+
+def is_sharded(t: Tensor) -> bool:
+    """Whether ``t`` is a DTensor (FSDP2, tensor parallel), without importing torch.distributed."""
+    return hasattr(t, "device_mesh") and hasattr(t, "placements")
+
+
+#: Builds the executor for DTensor parameters, ``factory(params) -> executor``. ``muonlab`` installs
+#: one from :mod:`muonlab.distributed` (a package above this one, so this module cannot import it).
+sharded_executor_factory: Callable[[list[Tensor]], Any] | None = None
+
+
+def select_executor(params: list[Tensor], executor: Any = None) -> Any:
+    """The executor an optimizer over ``params`` uses when none is given.
+
+    Matrix work is shared across ranks only where the parameters say they are shared: DTensor
+    parameters (FSDP2) get the distributed executor; plain tensors always step in this process,
+    also after ``init_process_group``, so an optimizer stepped on one rank only (an EMA or
+    evaluation copy) never waits for the others. DDP replicas share the work when the optimizer is
+    built from the wrapped model (:func:`muonlab.create_optimizer` does that) or with an explicit
+    ``executor=muonlab.DistributedExecutor()``.
+    """
+    if executor is not None:
+        return executor
+    if any(is_sharded(p) for p in params):
+        if sharded_executor_factory is None:
+            raise RuntimeError(
+                "DTensor (FSDP2) parameters need muonlab.distributed's executor: import muonlab "
+                "(not only muonlab.optim) or pass executor=muonlab.DistributedExecutor()"
+            )
+        return sharded_executor_factory(params)
+    return LocalExecutor()
 
 
 class LocalExecutor:
@@ -36,6 +69,9 @@ class LocalExecutor:
     def __init__(self, batch: bool = True, max_numel: int = BATCH_MAX_NUMEL):
         self.batch = batch
         self.max_numel = max_numel
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(batch={self.batch}, max_numel={self.max_numel})"
 
     def buckets(self, rule, Xs: list[Tensor]) -> list[list[int]]:
         """Indices of ``Xs`` grouped into batches that one ``matrix_fn`` call can take."""

@@ -43,7 +43,7 @@ from .steps import SHAPE_SCALES
 
 _FLOOR_ULPS = 8  # rounding floor of a Gram product, in ε·‖A‖_F (measured in matfn/power.py)
 
-#: The outer loop shared by Freon and Kaon (ALGORITHMS.md §15): accumulate momentum, μ = 0.95.
+#: The outer loop shared by Freon and Kaon (arXiv 2605.11181): accumulate momentum, μ = 0.95.
 OUTER_HYPERS: dict[str, H.Hyper] = {
     **MATRIX_HYPERS,
     "momentum": H.Hyper(0.95, "momentum μ (accumulate form, the paper's)", low=0.0, high=1.0, high_open=True),
@@ -96,7 +96,6 @@ class FreonRule(MuonRule):
                             high_open=True),
     }
 
-    matrix_state_keys = ()  # matrix_fn uses no state
 
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         return schatten_direction(X, group["q"], sv_floor=group["sv_floor"],

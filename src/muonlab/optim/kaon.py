@@ -33,6 +33,7 @@ from . import hyper as H
 from .seeding import param_key, seeded_generator
 from .freon import OUTER_HYPERS
 from .muon import MuonRule
+from .state import Slot
 
 KAON_GAIN = 4.1  # the map's gain (zij freonkaon.md)
 KAON_NORM = 1.175  # ≈ max of 4.1σ(1−σ²)² on [0, 1] (= 1.1735 at σ = 1/√5), so O's σ ≤ 1
@@ -77,7 +78,8 @@ class KaonRule(MuonRule):
         "seed": H.Hyper(0, "seed of the uniform ξ", kind="int", low=0),
     }
 
-    matrix_state_keys = ()  # matrix_fn reads only the step counter and the (plain int) draw_key
+    # matrix_fn reads only the step counter and the (plain int) draw key.
+    state_spec = {**MuonRule.state_spec, "draw_key": Slot("counter")}
 
     def init_state(self, p: Tensor, group: dict) -> dict:
         return {**super().init_state(p, group), "draw_key": param_key(p, group)}

@@ -3,7 +3,8 @@
 Huang, Luo, Chen, "MiMuon: Mixed Muon Optimizer with Improved Generalization for Large Models"
 (arXiv 2605.19619, seed 000). The abstract says MiMuon "cautiously" uses orthogonalization and is
 "a hybrid of Muon and momentum-based SGD"; the paper body and code could not be read, so the exact
-rule is unknown (ALGORITHMS.md §5). Every candidate is selectable with ``rule=``::
+rule is unknown (only the abstract and junaidaliop/zij ``canon/math/mimuon.md`` were found).
+Every candidate is selectable with ``rule=``::
 
     M ← μ M + (1−μ) G                  (EMA; the authors' M ← β_H G + (1−β_H) M with β_H = 1 − μ)
     X ← M   (or the Nesterov look-ahead if nesterov=True)
@@ -38,7 +39,7 @@ rule is unknown (ALGORITHMS.md §5). Every candidate is selectable with ``rule=`
 default: no τ was published, and for large noisy matrices the minimum consecutive gap is at
 random-matrix level spacing (≈ σ/k, shrinking with size), so an absolute τ picks SGD almost always
 and any fixed τ makes the orthogonalized fraction depend on layer size and gradient scale
-(ALGORITHMS.md §5.1). Bernoulli mixing is the other reading the seed gives, needs no singular
+(our analysis of the zij page's gap rule). Bernoulli mixing is the other reading the seed gives, needs no singular
 values (cost ≤ Muon), and fixes the orthogonalized fraction (≈ ortho_prob) so runs are comparable.
 
 Scales: the Muon branch moves ``η·s`` in spectral norm, the SGD branch ``η·c·‖X‖``, with X at
@@ -66,6 +67,7 @@ from . import hyper as H
 from .seeding import counter_uniform, param_key
 from .rule import MatrixRule, orthogonalize_group, scalar
 from .steps import momentum_, shape_scale
+from .state import PARAM, Slot
 
 RULES = ("gap", "bernoulli", "periodic", "blend")
 GAP_MODES = ("absolute", "relative_to_sigma1", "relative_to_fro")
@@ -139,10 +141,15 @@ class MiMuonRule(MatrixRule):
         "blend": H.Hyper(0.5, "weight α of the SGD branch (rule='blend'; MuSGD: 0.5)", low=0.0, high=1.0),
         "sgd_lr_scale": H.Hyper(1.0, "SGD-branch step = η·sgd_lr_scale·M (1 = faithful)", low=0.0),
     }
-    state_keys = ("momentum_buffer",)
-    # matrix_fn reads and writes only plain-number state (counters, κ, draw key), which distributed
-    # executors copy back to every rank by themselves; no tensor state is needed on the owner.
-    matrix_state_keys = ()
+    # matrix_fn reads and writes only plain-number state (counters, draw key) and the last κ, which
+    # distributed executors copy back to every rank; no tensor state is needed whole on the owner.
+    state_spec = {
+        "momentum_buffer": PARAM,
+        "draw_key": Slot("counter", doc="seeded draw key of this parameter"),
+        "ortho_steps": Slot("counter", matrix_phase=True, doc="matrix-steps that took the Muon branch"),
+        "matrix_steps": Slot("counter", matrix_phase=True, doc="all matrix-steps"),
+        "gap": Slot("matrix", doc="last κ per matrix (rule='gap'); set by matrix_fn, sent back pickled"),
+    }
 
     def init_state(self, p: Tensor, group: dict) -> dict:
         key = param_key(p, group)

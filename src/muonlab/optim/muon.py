@@ -27,6 +27,7 @@ from . import hyper as H
 from .rule import MatrixRule, preset
 from .shell import HybridOptimizer
 from .steps import momentum_, momentum_many_
+from .state import PARAM
 
 
 class MuonRule(MatrixRule):
@@ -40,7 +41,7 @@ class MuonRule(MatrixRule):
         "nesterov": H.NESTEROV,
         "momentum_form": H.MOMENTUM_FORM,
     }
-    state_keys = ("momentum_buffer",)
+    state_spec = {"momentum_buffer": PARAM}
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}

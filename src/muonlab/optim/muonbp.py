@@ -20,7 +20,7 @@ P = 1, or ``num_blocks = 1``, is Muon. Orthogonalization is scale-invariant, so 
 (EMA here, accumulate in the paper) does not change the update.
 
 Defaults: P = 5 and 8 blocks along dim 0 are [GUESS] (no published default; the paper's headline
-run uses 8-way tensor parallelism), ``block_lr_scale = 1`` (η_block = η_full, ALGORITHMS.md §12),
+run uses 8-way tensor parallelism), ``block_lr_scale = 1`` (η_block = η_full, our RECON choice),
 momentum 0.95 with Nesterov as Muon, weight decay 0.1 (torch Muon, Moonlight).
 
 Source: Khaled et al., "MuonBP", arXiv 2510.16981 [SECONDARY: zij ``canon/math/muonbp.md`` and the
@@ -54,7 +54,6 @@ class MuonBPRule(MuonRule):
                              kind="choice", choices=(0, 1)),
         "block_lr_scale": H.Hyper(1.0, "r = η_block/η_full (paper: two step sizes)", low=0.0),
     }
-    matrix_state_keys = ()  # matrix_fn reads only the shell's step counter
 
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         # The shell's step counter (1-based); full steps at t = 1, P+1, ...

@@ -16,7 +16,7 @@ code's (``MuSGD.step``); this file applies both parts in one write. ``weight_dec
 instead (for "coupled" both branches then see G + λW).
 
 Defaults: the class's (lr 1e-3, momentum 0, no Nesterov, weight decay 0, w_muon = w_sgd = 0.5;
-ALGORITHMS.md §5.2). ``recommended`` (what ``create_optimizer`` uses) is what the YOLO26 trainer
+``MuSGD.__init__``). ``recommended`` (what ``create_optimizer`` uses) is what the YOLO26 trainer
 passes: lr 0.01, momentum 0.9, Nesterov, w_muon 0.2, w_sgd 1.0 (``engine/trainer.py``
 ``build_optimizer``, "optimizer=auto"), with weight decay 5e-4 (YOLO's ``weight_decay``).
 Differences from the code: a conv filter's shape factor uses the flattened ``(out, in·kh·kw)``
@@ -38,6 +38,7 @@ from . import hyper as H
 from .muon import MuonRule
 from .rule import scalar
 from .steps import apply_update, momentum_, shape_scale
+from .state import PARAM
 
 
 class MuSGDRule(MuonRule):
@@ -60,8 +61,8 @@ class MuSGDRule(MuonRule):
         "muon_weight": H.Hyper(0.5, "weight of the Muon step (class default; YOLO26 trainer 0.2)", low=0.0),
         "sgd_weight": H.Hyper(0.5, "weight of the SGD step (class default; YOLO26 trainer 1.0)", low=0.0),
     }
-    state_keys = ("momentum_buffer", "momentum_buffer_SGD")
-    matrix_state_keys = ()  # the matrix phase is Muon's; the SGD branch runs in step()
+    # The matrix phase is Muon's; the SGD branch runs in step().
+    state_spec = {"momentum_buffer": PARAM, "momentum_buffer_SGD": PARAM}
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         z = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731

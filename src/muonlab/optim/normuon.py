@@ -42,6 +42,7 @@ from . import hyper as H
 from .muon import MuonRule
 from .rule import orthogonalize_group, scalar
 from .steps import gather_states, matrix_state_zeros, scatter_states_, shape_scale
+from .state import PARAM, Slot
 
 SCALE_MODES = ("official", "paper")
 
@@ -59,8 +60,7 @@ class NorMuonRule(MuonRule):
         "scale_mode": H.Hyper("official", "official: restore ‖O‖_F, then s(m,n); paper: RMS 0.2",
                               kind="choice", choices=SCALE_MODES),
     }
-    state_keys = ("momentum_buffer", "second_momentum_buffer")
-    matrix_state_keys = ("second_momentum_buffer",)
+    state_spec = {"momentum_buffer": PARAM, "second_momentum_buffer": Slot("matrix", matrix_phase=True)}
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         super().check_param(p, group, where)

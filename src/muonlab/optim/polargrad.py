@@ -17,7 +17,8 @@ the official ``polar_first=True`` variant (polar factor of G, momentum on U_p).
 
 Source: Lau, Long, Su, "PolarGrad: A Class of Matrix-Gradient Optimizers from a Unifying
 Preconditioning Perspective", arXiv 2505.21799; github timlautk/polargrad ``polar_grad.py``
-@ 79590d7 [EXACT code; ALGORITHMS.md §9 lists it as SECONDARY].
+@ 79590d7 [EXACT code; the third-party summary junaidaliop/zij ``canon/math/polargrad.md`` is
+only SECONDARY].
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class PolarGradRule(MuonRule):
         "compute_dtype": H.Hyper("float32", "dtype of the iteration; None = the update's dtype",
                                  kind="choice", choices=COMPUTE_DTYPES + (None,)),
     }
-    matrix_state_keys = ()  # matrix_fn uses no state
 
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         O = orthogonalize_group(X, group)

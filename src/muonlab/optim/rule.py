@@ -26,6 +26,7 @@ from ..matfn import METHODS, VIEWS, matrix_shape, orthogonalize, to_matrix
 from ..matfn.coefficients import as_table
 from ..matfn.views import check_view
 from . import hyper as H
+from .state import Slot
 from .steps import SHAPE_SCALES, apply_updates, shape_scale
 
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "float64")
@@ -112,8 +113,9 @@ class Rule:
     hypers: ClassVar[dict[str, H.Hyper]]
     #: True for rules that need (views of) matrices.
     matrix: ClassVar[bool] = False
-    #: State tensors created by :meth:`init_state` (besides the shell's ``step``).
-    state_keys: ClassVar[tuple[str, ...]] = ()
+    #: Every state entry :meth:`init_state` (or a later phase) creates, besides the shell's
+    #: ``step``: ``{key: Slot(kind, matrix_phase)}`` (see :mod:`muonlab.optim.state`).
+    state_spec: ClassVar[dict[str, Slot]] = {}
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         """Raise ValueError if ``p`` cannot be optimized by this rule under ``group``."""
@@ -144,12 +146,6 @@ class MatrixRule(Rule):
     hypers = {**MATRIX_HYPERS, **ORTHO_HYPERS}
     #: Whether ``matrix_fn`` may receive several same-shape matrices stacked as ``(B, m, n)``.
     batchable: ClassVar[bool] = True
-    #: State keys that ``matrix_fn`` or ``post`` write, or read while another phase changes them
-    #: (NorMuon's row second moment, Dion's Q, MiMuon's counters). A distributed executor runs both
-    #: on one owner rank with these entries whole, then copies them back to every rank. ``None`` =
-    #: not declared: every key but ``step`` (always correct, moves more data), or none when the rule
-    #: keeps MatrixRule's own ``matrix_fn`` and ``post``.
-    matrix_state_keys: ClassVar[tuple[str, ...] | None] = None
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         check_view(tuple(p.shape), group.get("matrix_view"), where)

@@ -47,13 +47,14 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..matfn import matrix_shape
 from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MATRIX_HYPERS, ORTHO_HYPERS, MatrixRule, orthogonalize_group, scalar
 from .steps import apply_update, momentum_
+from .state import PARAM
 
 NORMS = ("auto", "spectral", "sign", "col_norm", "row_norm", "bias_rms")
 #: Scion's ``normalized`` default for each norm class (Spectral, Sign, ColNorm, RowNorm).
@@ -85,8 +86,7 @@ class ScionRule(MatrixRule):
                                 kind="bool"),
         "transpose": H.Hyper(False, "col/row_norm on the transpose ((vocab, d) embeddings)", kind="bool"),
     }
-    state_keys = ("momentum_buffer",)
-    matrix_state_keys = ()  # matrix_fn and post use no state
+    state_spec = {"momentum_buffer": PARAM}  # matrix_fn and post use no state
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         if p.ndim < 2:
@@ -176,45 +176,6 @@ ROLE_NORMS: dict[str, dict[str, Any]] = {
     "output": {"norm": "sign"},  # Sign(normalized=True): sign/d_in
     "vector": {"norm": "bias_rms"},
 }
-
-
-def scion_param_groups(
-    model: nn.Module,
-    *,
-    lr: float = 2**-6,
-    momentum: float = 0.1,
-    scale: float = 1.0,
-    output_scale: float | None = None,
-    role_norms: dict[str, dict[str, Any]] | None = None,
-    **classify_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Param groups giving *every* parameter of ``model`` a Scion geometry, by routing role.
-
-    Roles come from :func:`muonlab.classify` (``classify_kwargs``: ``output=``, ``embeddings=``,
-    ``roles=``). Defaults (:data:`ROLE_NORMS`): hidden → spectral, conv/other → auto (SpectralConv),
-    embedding → col_norm on the transpose, output → sign (ℓ∞ ball, radius ``output_scale``,
-    default ``60·scale`` as in Scion's nanoGPT setup: blocks 50, head 3000), vector → bias_rms.
-    ``lr = 2⁻⁶`` and ``momentum = 0.1`` are the README's MLP/GPT values.
-
-    Example::
-
-        >>> opt = muonlab.HybridOptimizer(scion_param_groups(model))
-    """
-    from ..routing import classify  # routing imports the optimizer shell
-
-    roles, _ = classify(model, **classify_kwargs)
-    norms = {**ROLE_NORMS, **(role_norms or {})}
-    named = dict(model.named_parameters())
-    groups: dict[str, dict[str, Any]] = {}
-    for pname, role in roles.items():
-        g = groups.setdefault(role.value, {
-            "params": [], "param_names": [], "algorithm": "scion", "role": role.value, "lr": lr,
-            "momentum": momentum, **norms[role.value],
-            "scale": (60.0 * scale if output_scale is None else output_scale) if role.value == "output" else scale,
-        })
-        g["params"].append(named[pname])
-        g["param_names"].append(pname)
-    return list(groups.values())
 
 
 register(

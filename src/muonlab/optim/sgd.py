@@ -17,6 +17,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import ElementwiseRule, scalar
 from .steps import apply_update, momentum_
+from .state import PARAM
 
 
 class SGDRule(ElementwiseRule):
@@ -31,7 +32,7 @@ class SGDRule(ElementwiseRule):
         "weight_decay_mode": H.Hyper("coupled", "coupled (torch SGD's L2), decoupled or cautious",
                                      kind="choice", choices=("decoupled", "coupled", "cautious")),
     }
-    state_keys = ("momentum_buffer",)
+    state_spec = {"momentum_buffer": PARAM}
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}

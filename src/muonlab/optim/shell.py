@@ -3,8 +3,9 @@
 Each param group names its update rule with an ``algorithm`` key ("muon", "adamw", ...), so one
 optimizer (one ``state_dict``, one LR scheduler, one ``step()``) can send hidden matrices to a
 spectral method and everything else to AdamW. The shell does the bookkeeping every rule shares:
-filling and validating groups, lazy state, step counters, gradient checks, coupled weight decay;
-the rule does the math; the executor decides where the full-matrix work runs.
+filling and validating groups, lazy state, step counters, gradient checks, coupled weight decay,
+parameter orientation and checkpoint compatibility; the rule does the math; the executor decides
+where the full-matrix work runs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,32 @@ from torch import Tensor
 
 from .. import registry
 from . import hyper as H
-from .executor import LocalExecutor
+from .executor import LocalExecutor, select_executor
+from .state import check_declared, complete_loaded_state, param_keys
 
 # Group keys that are not hyperparameters of any rule.
 _GROUP_META = {"params", "param_names", "algorithm", "role", "initial_lr", "name"}
+# Optimizer-wide settings kept in ``defaults`` that are not hyperparameters.
+_WIDE_META = {"algorithm", "check_finite", "group_defaults"}
+
+
+class _PerGroup:
+    """``defaults["momentum"]`` of a mixed optimizer: each group keeps its own momentum.
+
+    torch's momentum-cycling schedulers (OneCycleLR, CyclicLR with ``cycle_momentum=True``) look
+    for ``momentum`` or ``betas`` in ``optimizer.defaults`` and then write that key into every
+    group. A mixed optimizer advertises ``momentum``; groups whose rule has Adam's ``betas``
+    instead read a written ``momentum`` as β₁ (see :meth:`HybridOptimizer.step`).
+    """
+
+    def __repr__(self) -> str:
+        return "<per group>"
+
+    def __reduce__(self):
+        return "PER_GROUP"
+
+
+PER_GROUP = _PerGroup()
 
 
 def _param_label(group: dict, i: int, p: Tensor) -> str:
@@ -29,13 +52,13 @@ def _param_label(group: dict, i: int, p: Tensor) -> str:
     return f"#{i} (shape {tuple(p.shape)})"
 
 
-def _default_executor():
-    """LocalExecutor; muonlab.distributed's executor when a process group is initialised."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        from ..distributed import auto_executor  # lazy: the only package that uses torch.distributed
+def _transposed(group: dict) -> bool:
+    return group.get("matrix_view") == "transpose"
 
-        return auto_executor()
-    return LocalExecutor()
+
+def _rule_group(group: dict) -> dict:
+    """The group as the rule sees it: a ``"transpose"`` parameter is handed over already transposed."""
+    return {**group, "matrix_view": None} if _transposed(group) else group
 
 
 class HybridOptimizer(torch.optim.Optimizer):
@@ -49,15 +72,24 @@ class HybridOptimizer(torch.optim.Optimizer):
         check_finite: when True, every step checks each gradient and raises
             ``FloatingPointError`` naming the parameter if one is NaN/Inf. Off by default because
             the check forces a device synchronisation.
-        executor: where the full-matrix phase runs. Default: :class:`LocalExecutor` (batches
-            same-shape matrices), or ``muonlab.distributed.DistributedExecutor`` when a process
-            group of several ranks is initialised (create the optimizer after that).
+        executor: where the full-matrix phase runs. Default: :class:`LocalExecutor` (this process,
+            batching same-shape matrices), also after ``init_process_group``; DTensor (FSDP2)
+            parameters get ``muonlab.DistributedExecutor``. Pass ``muonlab.DistributedExecutor()``
+            to share the work of DDP replicas (``create_optimizer`` does when given a DDP model).
+        group_defaults: ``{algorithm: {hyperparameter: value}}`` for groups of that algorithm that
+            do not set a value, also groups added later with ``add_param_group``
+            (:func:`muonlab.create_optimizer` records the settings it used here).
         **defaults: hyperparameters applied to every group whose rule declares them.
 
-    Hyperparameters are filled per group from (1) the group dict, (2) ``**defaults`` (only keys
-    the group's rule declares), (3) the rule's declared defaults, then validated: an invalid value
-    raises ``ValueError`` naming it, the hyperparameter and the group. Extra unknown keys raise
-    too, so typos are never swallowed.
+    Hyperparameters are filled per group from (1) the group dict, (2) ``group_defaults`` of its
+    algorithm, (3) ``**defaults`` (only keys the group's rule declares), (4) the rule's declared
+    defaults, then validated: an invalid value raises ``ValueError`` naming it, the
+    hyperparameter and the group. Extra unknown keys raise too, so typos are never swallowed.
+
+    Checkpoints: ``load_state_dict`` accepts torch.optim checkpoints (a ``torch.optim.Muon`` or
+    ``AdamW`` state_dict loads into the matching groups: hyperparameters the checkpoint lacks keep
+    this optimizer's values, state it lacks is created as at the first step) and older muonlab
+    ones (a Python-number ``step``, hyperparameters added since).
 
     Example::
 
@@ -74,13 +106,20 @@ class HybridOptimizer(torch.optim.Optimizer):
         *,
         check_finite: bool = False,
         executor: Any = None,
+        group_defaults: dict[str, dict[str, Any]] | None = None,
         **defaults: Any,
     ) -> None:
         registry.get_spec(algorithm)  # fail early on an unknown name
         if not isinstance(check_finite, bool):
             raise ValueError(f"invalid check_finite={check_finite!r}; expected True or False")
-        self.executor = executor if executor is not None else _default_executor()
-        super().__init__(params, dict(defaults, algorithm=algorithm, check_finite=check_finite))
+        group_defaults = {k: dict(v) for k, v in (group_defaults or {}).items()}
+        for alg in group_defaults:
+            try:
+                registry.get_spec(alg)
+            except ValueError as e:
+                raise ValueError(f"group_defaults: {e}") from None
+        super().__init__(params, dict(defaults, algorithm=algorithm, check_finite=check_finite,
+                                      group_defaults=group_defaults))
         # An optimizer-wide hyperparameter must mean something to at least one group's rule.
         known = set(registry.get_rule(algorithm).hypers)
         for g in self.param_groups:
@@ -91,11 +130,23 @@ class HybridOptimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: unknown hyperparameter(s) {sorted(unknown)}; the rules in "
                 f"use accept {sorted(known)}"
             )
+        if "momentum" not in self.defaults and "betas" not in self.defaults:
+            self.defaults["momentum"] = PER_GROUP  # lets momentum-cycling schedulers in
+        self.executor = select_executor([p for g in self.param_groups for p in g["params"]], executor)
+
+    def __repr__(self) -> str:
+        return super().__repr__().rstrip(")").rstrip() + f"\nexecutor: {self.executor!r}\n)"
 
     # ---- groups -------------------------------------------------------------------------------
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, filling and validating its hyperparameters for its rule."""
+        """Add a group, filling and validating its hyperparameters for its rule.
+
+        Values the group does not set come from ``group_defaults`` of its algorithm (so a group
+        added after :func:`muonlab.create_optimizer` gets the settings create_optimizer gave its
+        algorithm), the optimizer-wide kwargs, then the rule's defaults. Parameter names are
+        optional even when the other groups carry them.
+        """
         index = len(self.param_groups)
         algorithm = param_group.get("algorithm", self.defaults["algorithm"])
         where = f"{type(self).__name__} param group {index} (algorithm={algorithm!r})"
@@ -105,6 +156,7 @@ class HybridOptimizer(torch.optim.Optimizer):
             rule = registry.get_rule(algorithm)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
+        self._align_names(param_group, index)
         # torch's own checks (tensor list, leaf tensors, names, disjoint groups), without letting it
         # copy optimizer-wide defaults that this group's rule does not understand.
         defaults, self.defaults = self.defaults, {}
@@ -118,6 +170,30 @@ class HybridOptimizer(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
 
+    def _align_names(self, group: dict, index: int) -> None:
+        """torch requires all groups or none to carry ``param_names``: name the side that lacks them."""
+        params = group.get("params")
+        if isinstance(params, Tensor):
+            group["params"] = params = [params]
+        elif params is not None and not isinstance(params, (list, set)):
+            group["params"] = params = list(params)
+        if not self.param_groups or params is None or isinstance(params, set):
+            return
+        named_new = "param_names" in group or any(isinstance(p, tuple) for p in params)
+        named_old = "param_names" in self.param_groups[0]
+        if named_old and not named_new:
+            group["param_names"] = [f"param_groups[{index}].params[{i}]" for i in range(len(params))]
+        elif named_new and not named_old:
+            for gi, g in enumerate(self.param_groups):
+                g["param_names"] = [f"param_groups[{gi}].params[{i}]" for i in range(len(g["params"]))]
+
+    def _default_for(self, algorithm: str, name: str, h: H.Hyper) -> Any:
+        per_alg = self.defaults.get("group_defaults", {}).get(algorithm, {})
+        if name in per_alg:
+            return per_alg[name]
+        value = self.defaults.get(name, h.default)
+        return h.default if value is PER_GROUP or name in _WIDE_META else value
+
     def _fill_and_check(self, group: dict, rule, algorithm: str, where: str) -> None:
         group["algorithm"] = algorithm
         unknown = set(group) - set(rule.hypers) - _GROUP_META
@@ -128,7 +204,9 @@ class HybridOptimizer(torch.optim.Optimizer):
             )
         for name, h in rule.hypers.items():
             if name not in group:
-                group[name] = self.defaults.get(name, h.default)
+                group[name] = self._default_for(algorithm, name, h)
+        if hasattr(rule, "normalize_group"):
+            rule.normalize_group(group)
         if isinstance(group.get("compute_dtype"), torch.dtype):
             group["compute_dtype"] = str(group["compute_dtype"]).removeprefix("torch.")
         if isinstance(group.get("ns_coefficients"), list):
@@ -139,10 +217,54 @@ class HybridOptimizer(torch.optim.Optimizer):
         for i, p in enumerate(group["params"]):
             rule.check_param(p, group, f"{where}: parameter {_param_label(group, i, p)}")
 
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, also for torch.optim and older muonlab checkpoints.
+
+        Saved groups are matched to this optimizer's groups by position (as in torch); a key a
+        saved group lacks (``algorithm`` and muonlab's options in a torch.optim checkpoint, a
+        hyperparameter added since) keeps this optimizer's current value. State the checkpoint
+        lacks is created as at the first step; a Python-number ``step`` becomes a tensor.
+        """
+        state_dict = dict(state_dict)
+        saved_groups = state_dict.get("param_groups")
+        if isinstance(saved_groups, list) and len(saved_groups) == len(self.param_groups):
+            filled = []
+            for g, sg in zip(self.param_groups, saved_groups):
+                sg = dict(sg)
+                for k, v in g.items():
+                    if k not in sg and k not in ("params", "param_names"):
+                        sg[k] = v
+                filled.append(sg)
+            state_dict["param_groups"] = filled
+        super().load_state_dict(state_dict)
+        # torch casts every floating state tensor to the parameter's dtype; per-matrix state keeps
+        # the dtype it was saved with (e.g. float32 scalars of bf16 parameters).
+        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(ids, params):
+            saved = state_dict["state"].get(pid)
+            if saved and p in self.state:
+                group = next(g for g in self.param_groups if any(q is p for q in g["params"]))
+                rule = registry.get_rule(group["algorithm"])
+                complete_loaded_state(rule, self.state[p], lambda: self._init_state(rule, p, group), saved)
+
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         if not hasattr(self, "executor"):
             self.executor = LocalExecutor()
+        self.defaults.setdefault("group_defaults", {})
+        for group in self.param_groups:
+            algorithm = group.setdefault("algorithm", self.defaults.get("algorithm", "muon"))
+            rule = registry.get_rule(algorithm)
+            for name, h in rule.hypers.items():  # hyperparameters added since the checkpoint
+                if name not in group:
+                    group[name] = self._default_for(algorithm, name, h)
+            for p in group["params"]:
+                st = self.state.get(p)
+                if st:
+                    complete_loaded_state(rule, st, lambda p=p, g=group, r=rule: self._init_state(r, p, g))
 
     # ---- step ---------------------------------------------------------------------------------
 
@@ -156,10 +278,41 @@ class HybridOptimizer(torch.optim.Optimizer):
         with self.executor.step_context():
             for index, group in enumerate(self.param_groups):
                 rule = registry.get_rule(group["algorithm"])
+                if "momentum" in group and "momentum" not in rule.hypers and "betas" in rule.hypers:
+                    # A momentum-cycling scheduler wrote ``momentum``: for Adam-type rules it is β₁.
+                    group["betas"] = (group.pop("momentum"), group["betas"][1])
                 params, grads, states = self._collect(index, group, rule)
                 if params:
-                    rule.step(params, grads, states, group, self.executor)
+                    self._run(rule, params, grads, states, group)
         return loss
+
+    def _run(self, rule, params: list, grads: list, states: list, group: dict) -> None:
+        if not _transposed(group):
+            rule.step(params, grads, states, group, self.executor)
+            return
+        # (in, out) storage: the rule sees Wᵀ, Gᵀ and transposed views of parameter-shaped state,
+        # so its math (shape factors, row/column norms, ranks) is the equivalent nn.Linear's.
+        keys = param_keys(rule)
+        views = [{k: (v.mT if k in keys and isinstance(v, Tensor) else v) for k, v in st.items()} for st in states]
+        originals = [dict(v) for v in views]
+        rule.step([p.mT for p in params], [g.mT for g in grads], views, _rule_group(group), self.executor)
+        for st, view, orig in zip(states, views, originals):
+            for k, v in view.items():
+                if k in keys and isinstance(v, Tensor):
+                    if v is not orig.get(k):  # the rule replaced the entry
+                        st[k] = v.mT.contiguous()
+                else:
+                    st[k] = v
+
+    def _init_state(self, rule, p: Tensor, group: dict) -> dict:
+        """The rule's fresh state for ``p``, parameter-shaped entries in ``p``'s layout."""
+        if not _transposed(group):
+            return rule.init_state(p, group)
+        st = rule.init_state(p.mT, _rule_group(group))
+        for k in param_keys(rule):
+            if isinstance(st.get(k), Tensor):
+                st[k] = st[k].mT.contiguous()
+        return st
 
     def _collect(self, index: int, group: dict, rule) -> tuple[list, list, list]:
         """Parameters with gradients, their (possibly weight-decayed) gradients and states."""
@@ -189,7 +342,8 @@ class HybridOptimizer(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 state["step"] = torch.tensor(0.0)
-                state.update(rule.init_state(p, group))
+                state.update(self._init_state(rule, p, group))
+                check_declared(rule, state, f"{self._where(index, group)}: parameter {_param_label(group, i, p)}")
             state["step"] += 1
             if coupled:
                 g = g.add(p, alpha=group["weight_decay"])  # L2: a new tensor, p.grad untouched

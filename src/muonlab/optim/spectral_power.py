@@ -23,7 +23,7 @@ factor there). Ψ_p comes from :func:`muonlab.matfn.spectral_power`:
   ≈ n) BeyondMuon's absolute term is ≈ 1e-5 of the relative ridge, so the two agree closely.
 * other p: eigendecomposition of the small Gram matrix ("eigh"); p = 1: the identity.
 
-Defaults (ALGORITHMS.md §6): ``p = 1/2`` and ``base = "adam"`` (the paper's finding: RMS-normalised
+Defaults (arXiv 2602.04669): ``p = 1/2`` and ``base = "adam"`` (the paper's finding: RMS-normalised
 inputs are more stable than first moments; "AdamS"), ``betas = (0.9, 0.95)`` (their train.py),
 ``adam_eps = 1e-8``, ``momentum = 0.9`` (accumulate, no Nesterov), ``weight_decay = 0`` (all their
 configs), ``lr = 1e-2`` (their best AdamS lr on GPT-2 124M). Their best lrs differ by orders of
@@ -45,6 +45,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MatrixRule, orthogonalize_group, scalar
 from .steps import SHAPE_SCALES, adam_denominator, adam_moments_, momentum_, shape_scale
+from .state import PARAM
 
 #: BeyondMuon's best matrix lrs for GPT-2 124M on OpenWebText (config/gpt-124M-NS/*.py) [EXACT],
 #: keyed by (base, p). A starting point for a sweep, not a transferable default.
@@ -90,8 +91,9 @@ class SpectralPowerRule(MatrixRule):
         "adjust_lr_fn": H.Hyper(None, "shape scaling; None = √max(1, m/n) for p = 0, none for p > 0",
                                 kind="choice", choices=(None,) + SHAPE_SCALES),
     }
-    state_keys = ("momentum_buffer", "exp_avg", "exp_avg_sq")  # by base: the first, or the other two
-    matrix_state_keys = ()  # matrix_fn and post use no state: pre hands them the finished update
+    # By base: the first, or the other two. matrix_fn and post use no state: pre hands them the
+    # finished update.
+    state_spec = {"momentum_buffer": PARAM, "exp_avg": PARAM, "exp_avg_sq": PARAM}
 
     def check_param(self, p: Tensor, group: dict, where: str) -> None:
         super().check_param(p, group, where)

@@ -14,7 +14,7 @@ Math (per matrix W ∈ R^{m×n}; ε one small constant)::
 ``damping = 0`` switches the trust region off (c = 1); then TrasMuon is NorMuon's paper form with
 update RMS 1 instead of 0.2 (tested).
 
-Defaults [GUESS unless stated]: α = 1, c_min = 0.1, β_E = 0.99 (ALGORITHMS.md §8.3's guesses);
+Defaults [GUESS unless stated]: α = 1, c_min = 0.1, β_E = 0.99 (the zij summary gives none);
 β₁ = β₂ = 0.95 (Muon's and NorMuon's values); ε = 1e-8; weight decay 0. The E_ref EMA starts at 0
 and is bias-corrected (our choice: the summary gives no initialisation); the median is the lower
 median (``torch.median``) for an even number of columns.
@@ -35,6 +35,7 @@ from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MATRIX_HYPERS, ORTHO_HYPERS, MatrixRule, orthogonalize_group, scalar
 from .steps import gather_states, matrix_state_zeros, momentum_, scatter_states_
+from .state import PARAM, Slot
 
 
 def _unit(doc: str, default: float) -> H.Hyper:
@@ -56,8 +57,11 @@ class TrasMuonRule(MatrixRule):
         "min_damping": H.Hyper(0.1, "c_min: lower clip of the column factors [GUESS 0.1]", low=0.0, high=1.0),
         "norm_eps": H.Hyper(1e-8, "ε of the normalisations and the energy ratio", low=0.0),
     }
-    state_keys = ("momentum_buffer", "row_second_moment", "energy_ref")
-    matrix_state_keys = ("row_second_moment", "energy_ref")
+    state_spec = {
+        "momentum_buffer": PARAM,
+        "row_second_moment": Slot("matrix", matrix_phase=True),
+        "energy_ref": Slot("matrix", matrix_phase=True),
+    }
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
         view = group.get("matrix_view")

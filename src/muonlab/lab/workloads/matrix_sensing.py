@@ -1,6 +1,7 @@
-"""matrix_sensing: seed 003's underdetermined matrix sensing (docs/ALGORITHMS.md §18).
+"""matrix_sensing: seed 003's underdetermined matrix sensing (arXiv 2606.08388).
 
-Problem (the reconstructed protocol of §18, sizes from the seed)::
+Problem (our reconstruction of the protocol of Beneventano, Abdelmoneum, Poggio, "The Spectral
+Dynamics and Noise Geometry of Muon", arXiv 2606.08388; sizes from the paper)::
 
     W* = U* diag(σ*) V*ᵀ  ∈ R^{p×n}, rank r, σ* evenly spaced in [1, 3]
     y_k = ⟨A_k, W*⟩ (+ noise),  A_k iid N(0, 1) entries,  k = 1..d   (d < p·n: underdetermined)
@@ -46,7 +47,7 @@ def nuclear_norm_minimum(A: Tensor, y: Tensor) -> float | None:
 
 
 def spectrum_stats(W: Tensor) -> dict[str, float]:
-    """Nuclear norm, stable rank and normalised spectral entropy of ``W`` (float64, ALGORITHMS §17).
+    """Nuclear norm, stable rank and normalised spectral entropy of ``W`` (float64, arXiv 2606.08388).
 
     entropy is ``H(σ/Σσ)/log r`` over the σ above 1e-8·σ₁ (1 = perfectly flat spectrum).
     """
@@ -66,9 +67,9 @@ class MatrixSensing(Workload):
     Knobs:
         p, n: matrix shape (default 6 × 6).
         d: number of linear measurements (default 10; the seed also uses 20 and 50).
-        rank: rank of W* (default 2; the seed's rank is not stated, §18 [GUESS]).
+        rank: rank of W* (default 2; the seed's rank is not stated [GUESS]).
         instance: seed of the problem (A, W*); the training ``seed`` only sets W₀ (default 0).
-        init_scale: standard deviation of W₀'s entries (default 1e-3, §18).
+        init_scale: standard deviation of W₀'s entries (default 1e-3 [RECON]).
         noise: standard deviation of additive measurement noise (default 0).
     """
 

@@ -5,7 +5,7 @@ Same problem as :mod:`.matrix_sensing`; :meth:`evaluate` adds, for each singular
 ``(u*_i, σ*_i, v*_i)`` of ``W*``, the aligned fraction ``val/align_i = u*_iᵀ W v*_i / σ*_i``. The
 acquisition time ``t_i`` of direction i is the first evaluated step with ``align_i ≥ 0.9`` and
 **ATSR = max_i t_i / min_i t_i** (lower = more concurrent acquisition). This definition is *our
-reading* (docs/ALGORITHMS.md §18, marked GUESS): the seed gives only the name and the figure's
+reading* (a GUESS): the paper (arXiv 2606.08388) gives only the name and the figure's
 behaviour. A rank-4 truth with σ* spread over [1, 3] is the default so there are several
 directions to acquire.
 """
