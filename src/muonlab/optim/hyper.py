@@ -77,7 +77,7 @@ class Hyper:
             return self.check(value) if self.check else None
         if self.kind == "pair":
             try:
-                a, b = value
+                a, b = (x.item() if isinstance(x, torch.Tensor) and x.numel() == 1 else x for x in value)
                 ok = all(
                     isinstance(x, (int, float)) and not isinstance(x, bool) and self._in_bounds(x)
                     for x in (a, b)
@@ -127,4 +127,5 @@ MOMENTUM_FORM = Hyper(
 )
 EPS = Hyper(1e-7, "floor of the Frobenius normaliser before Newton–Schulz", low=0.0)
 ADAM_EPS = Hyper(1e-8, "Adam denominator epsilon", low=0.0)
+MAXIMIZE = Hyper(False, "maximize the objective (the gradient is negated before any L2 term)", kind="bool")
 BETAS = Hyper((0.9, 0.999), "Adam (β₁, β₂)", kind="pair", low=0.0, high=1.0, high_open=True)

@@ -30,6 +30,10 @@ from .steps import momentum_, momentum_many_
 from .state import PARAM
 
 
+#: torch.optim.Muon's default ``ns_coefficients`` (Keller Jordan's quintic).
+TORCH_NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
+
+
 class MuonRule(MatrixRule):
     """The Muon update as a :class:`MatrixRule` (see the module docstring for the math)."""
 
@@ -80,10 +84,11 @@ class Muon(HybridOptimizer):
         weight_decay: decoupled weight decay λ, multiplied by the unadjusted lr (default 0.1).
         momentum: β (default 0.95).
         nesterov: use the Nesterov look-ahead (default True).
-        ns_coefficients: Newton–Schulz ``(a, b, c)``, a per-step list, or a table name; default:
-            the orthogonalizer's own (Keller's (3.4445, −4.7750, 2.0315) for "newton_schulz").
+        ns_coefficients: Newton–Schulz ``(a, b, c)``, a per-step list, or a table name; default
+            torch's (Keller's (3.4445, −4.775, 2.0315)). With another ``orthogonalizer``, leaving
+            this and ``ns_steps`` at their defaults selects that method's own table and steps.
         eps: floor of the Frobenius normaliser (default 1e-7).
-        ns_steps: iterations; default the orthogonalizer's own (5).
+        ns_steps: iterations (default 5, torch's).
         adjust_lr_fn: shape scaling: None/"original" √max(1, m/n); "match_rms_adamw"
             0.2·√max(m, n); "spectral_norm" √(m/n); "none".
         orthogonalizer: "newton_schulz", "you5", "you6", "polar_express" or "svd".
@@ -114,9 +119,9 @@ class Muon(HybridOptimizer):
         weight_decay: float = 0.1,
         momentum: float = 0.95,
         nesterov: bool = True,
-        ns_coefficients: Any = None,
+        ns_coefficients: tuple[float, float, float] = TORCH_NS_COEFFICIENTS,
         eps: float = 1e-7,
-        ns_steps: int | None = None,
+        ns_steps: int = 5,
         adjust_lr_fn: str | None = None,
         *,
         orthogonalizer: str = "newton_schulz",
@@ -129,6 +134,9 @@ class Muon(HybridOptimizer):
         check_finite: bool = False,
         executor: Any = None,
     ) -> None:
+        if orthogonalizer != "newton_schulz" and ns_coefficients == TORCH_NS_COEFFICIENTS and ns_steps == 5:
+            # torch's defaults describe Keller's iteration; another orthogonalizer keeps its own table.
+            ns_coefficients, ns_steps = None, None
         super().__init__(
             params,
             "muon",

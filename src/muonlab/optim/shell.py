@@ -56,9 +56,18 @@ def _transposed(group: dict) -> bool:
     return group.get("matrix_view") == "transpose"
 
 
-def _rule_group(group: dict) -> dict:
-    """The group as the rule sees it: a ``"transpose"`` parameter is handed over already transposed."""
-    return {**group, "matrix_view": None} if _transposed(group) else group
+def _oriented(group: dict) -> tuple[dict, dict[int, Tensor] | None]:
+    """The group as the rule sees it, and ``{id(param): the view the rule gets}``.
+
+    A ``matrix_view="transpose"`` group is handed over as plain 2-D matrices ``Wᵀ`` (views: every
+    in-place write reaches the parameter); its ``params`` list holds the same view objects, so
+    rules that find a parameter in its group (seeded draws) see one consistent list.
+    """
+    if not _transposed(group):
+        return group, None
+    views = [p.mT for p in group["params"]]
+    view_of = {id(p): v for p, v in zip(group["params"], views)}
+    return {**group, "matrix_view": None, "params": views}, view_of
 
 
 class HybridOptimizer(torch.optim.Optimizer):
@@ -214,6 +223,8 @@ class HybridOptimizer(torch.optim.Optimizer):
                 tuple(t) if isinstance(t, list) else t for t in group["ns_coefficients"]
             )
         H.validate(rule.hypers, group, where)
+        if hasattr(rule, "check_group"):
+            rule.check_group(group, where)
         for i, p in enumerate(group["params"]):
             rule.check_param(p, group, f"{where}: parameter {_param_label(group, i, p)}")
 
@@ -281,21 +292,22 @@ class HybridOptimizer(torch.optim.Optimizer):
                 if "momentum" in group and "momentum" not in rule.hypers and "betas" in rule.hypers:
                     # A momentum-cycling scheduler wrote ``momentum``: for Adam-type rules it is β₁.
                     group["betas"] = (group.pop("momentum"), group["betas"][1])
-                params, grads, states = self._collect(index, group, rule)
+                rgroup, view_of = _oriented(group)
+                params, grads, states = self._collect(index, group, rule, rgroup, view_of)
                 if params:
-                    self._run(rule, params, grads, states, group)
+                    self._run(rule, params, grads, states, rgroup, view_of)
         return loss
 
-    def _run(self, rule, params: list, grads: list, states: list, group: dict) -> None:
-        if not _transposed(group):
-            rule.step(params, grads, states, group, self.executor)
+    def _run(self, rule, params: list, grads: list, states: list, rgroup: dict, view_of) -> None:
+        if view_of is None:
+            rule.step(params, grads, states, rgroup, self.executor)
             return
         # (in, out) storage: the rule sees Wᵀ, Gᵀ and transposed views of parameter-shaped state,
         # so its math (shape factors, row/column norms, ranks) is the equivalent nn.Linear's.
         keys = param_keys(rule)
         views = [{k: (v.mT if k in keys and isinstance(v, Tensor) else v) for k, v in st.items()} for st in states]
         originals = [dict(v) for v in views]
-        rule.step([p.mT for p in params], [g.mT for g in grads], views, _rule_group(group), self.executor)
+        rule.step([view_of[id(p)] for p in params], [g.mT for g in grads], views, rgroup, self.executor)
         for st, view, orig in zip(states, views, originals):
             for k, v in view.items():
                 if k in keys and isinstance(v, Tensor):
@@ -304,21 +316,23 @@ class HybridOptimizer(torch.optim.Optimizer):
                 else:
                     st[k] = v
 
-    def _init_state(self, rule, p: Tensor, group: dict) -> dict:
+    def _init_state(self, rule, p: Tensor, group: dict, oriented=None) -> dict:
         """The rule's fresh state for ``p``, parameter-shaped entries in ``p``'s layout."""
-        if not _transposed(group):
+        rgroup, view_of = oriented if oriented is not None else _oriented(group)
+        if view_of is None:
             return rule.init_state(p, group)
-        st = rule.init_state(p.mT, _rule_group(group))
+        st = rule.init_state(view_of[id(p)], rgroup)
         for k in param_keys(rule):
             if isinstance(st.get(k), Tensor):
                 st[k] = st[k].mT.contiguous()
         return st
 
-    def _collect(self, index: int, group: dict, rule) -> tuple[list, list, list]:
+    def _collect(self, index: int, group: dict, rule, rgroup: dict, view_of) -> tuple[list, list, list]:
         """Parameters with gradients, their (possibly weight-decayed) gradients and states."""
         params, grads, states = [], [], []
         check = self.defaults.get("check_finite", False)
         coupled = group.get("weight_decay_mode") == "coupled" and group.get("weight_decay", 0) != 0
+        maximize = group.get("maximize", False)
         for i, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
@@ -342,9 +356,11 @@ class HybridOptimizer(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 state["step"] = torch.tensor(0.0)
-                state.update(self._init_state(rule, p, group))
+                state.update(self._init_state(rule, p, group, (rgroup, view_of)))
                 check_declared(rule, state, f"{self._where(index, group)}: parameter {_param_label(group, i, p)}")
             state["step"] += 1
+            if maximize:
+                g = -g  # torch's convention: negate first, then add any L2 term
             if coupled:
                 g = g.add(p, alpha=group["weight_decay"])  # L2: a new tensor, p.grad untouched
             params.append(p)

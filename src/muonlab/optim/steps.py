@@ -94,9 +94,10 @@ def adam_moments_(exp_avg: Tensor, exp_avg_sq: Tensor, grad: Tensor, beta1: floa
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
 
-def adam_denominator(exp_avg_sq: Tensor, step: float, beta2: float, eps: float) -> Tensor:
-    """``√(v / (1−β₂ᵗ)) + ε``, computed as torch.optim.AdamW does (for bitwise parity)."""
-    bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+def adam_denominator(exp_avg_sq: Tensor, step: float, beta2: float | Tensor, eps: float) -> Tensor:
+    """``√(v / (1−β₂ᵗ)) + ε``, computed as torch.optim.AdamW does (for bitwise parity; a tensor
+    β₂ keeps the bias correction a tensor, as in torch)."""
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
     return (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
 
 

@@ -1,0 +1,106 @@
+"""A parameter's matrix view carries its orientation: Hugging Face's GPT-2 ``Conv1D`` stores a
+Linear weight as ``(in, out)``; every registered method must give it exactly the update of the
+equivalent ``nn.Linear`` (transposed), shape factors, row/column norms and ranks included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import muonlab
+from muonlab.registry import all_specs
+
+transformers = pytest.importorskip("transformers")
+from transformers.pytorch_utils import Conv1D  # noqa: E402
+
+SPECS = all_specs()
+
+
+class LinearNet(nn.Module):
+    def __init__(self, fc: type = nn.Linear):
+        super().__init__()
+        self.up = nn.Linear(8, 24) if fc is nn.Linear else Conv1D(24, 8)   # c_fc-like: out = 3·in
+        self.down = nn.Linear(24, 8) if fc is nn.Linear else Conv1D(8, 24)  # c_proj-like
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.down(torch.tanh(self.up(x)))))
+
+
+def _pair():
+    torch.manual_seed(0)
+    lin = LinearNet(nn.Linear).double()
+    conv = LinearNet(Conv1D).double()
+    with torch.no_grad():
+        for a, b in ((lin.up, conv.up), (lin.down, conv.down)):
+            b.weight.copy_(a.weight.T)
+            b.bias.copy_(a.bias)
+        conv.head.load_state_dict(lin.head.state_dict())
+    return lin, conv
+
+
+def _kwargs(spec):
+    kw = dict(spec.test_overrides)
+    for key in ("compute_dtype", "power_dtype"):
+        if key in spec.rule.hypers:
+            kw[key] = "float64"
+    if "orthogonalizer" in spec.rule.hypers:
+        kw["orthogonalizer"] = "svd"  # exact: the comparison tests orientation, not rounding
+    return kw
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_conv1d_gets_the_update_of_the_equivalent_linear(spec):
+    lin, conv = _pair()
+    opt_l = muonlab.create_optimizer(lin, spec.name, **_kwargs(spec))
+    opt_c = muonlab.create_optimizer(conv, spec.name, **_kwargs(spec))
+    if spec.matrix:
+        views = {n: g.get("matrix_view") for g in opt_c.param_groups for n in g["param_names"]}
+        assert views["up.weight"] == "transpose" and views["down.weight"] == "transpose"
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x, y = torch.randn(16, 8, generator=g, dtype=torch.float64), torch.randn(16, 3, generator=g, dtype=torch.float64)
+        for model, opt in ((lin, opt_l), (conv, opt_c)):
+            opt.zero_grad()
+            (model(x) - y).pow(2).mean().backward()
+            opt.step()
+    for a, b in ((lin.up, conv.up), (lin.down, conv.down)):
+        diff = (a.weight - b.weight.T).abs().max().item()
+        assert diff <= 1e-12, f"{spec.name}: {diff:.3g}"
+    # state stays in the parameter's layout (checkpoints look like any optimizer's)
+    for p in (conv.up.weight, conv.down.weight):
+        for k, v in opt_c.state[p].items():
+            if torch.is_tensor(v) and spec.rule.state_spec.get(k) is not None and spec.rule.state_spec[k].kind == "param":
+                assert v.shape == p.shape, (k, v.shape)
+
+
+def test_conv1d_shape_factor_is_the_linear_one():
+    """Muon's √max(1, m/n): 2 for an (in=4, out=16) Conv1D, not 1."""
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(4, 16, dtype=torch.float64))
+    opt = muonlab.HybridOptimizer([w], "muon", lr=1.0, weight_decay=0.0, momentum=0.0, nesterov=False,
+                                  orthogonalizer="svd", compute_dtype=None, matrix_view="transpose")
+    w.grad = torch.randn(4, 16, dtype=torch.float64)
+    before = w.detach().clone()
+    opt.step()
+    U = before - w.detach()
+    assert torch.linalg.matrix_norm(U, ord=2).item() == pytest.approx(2.0, rel=1e-10)
+
+
+def test_gpt2_routes_conv1d_with_transpose_view():
+    cfg = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=16)
+    model = transformers.GPT2LMHeadModel(cfg)
+    opt = muonlab.create_optimizer(model, "muon")
+    hidden = [g for g in opt.param_groups if g["role"] == "hidden"]
+    assert hidden and all(g["matrix_view"] == "transpose" for g in hidden)
+    names = {n for g in hidden for n in g["param_names"]}
+    assert {"transformer.h.0.attn.c_attn.weight", "transformer.h.0.mlp.c_fc.weight"} <= names
+    ids = torch.randint(0, 50, (2, 8))
+    model(ids, labels=ids).loss.backward()
+    opt.step()
+
+
+def test_transpose_view_needs_a_matrix():
+    with pytest.raises(ValueError, match="transpose"):
+        muonlab.HybridOptimizer([nn.Parameter(torch.randn(2, 3, 4))], "muon", matrix_view="transpose")
