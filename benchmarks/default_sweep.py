@@ -41,7 +41,7 @@ fraction of the best log-reduction of the metric on that curve that the lr achie
 initial validation cross-entropy, median over seeds). Among the lrs whose workload-A metric is
 < 0.5 on every sweep seed, take the one that maximises the worst score over the curves.
 
-    python3 benchmarks/default_sweep.py                       # all methods, ~15 min on 1 thread
+    python3 benchmarks/default_sweep.py                       # all methods, ~18 min on 1 thread
     python3 benchmarks/default_sweep.py --methods muon,adamw  # a subset
 
 Writes benchmarks/results/default_sweep.json and prints Markdown tables.

@@ -30,10 +30,13 @@ class Net(nn.Module):
         self.norm = nn.LayerNorm(16)
         self.fc2 = nn.Linear(16, 12)
         self.head = nn.Linear(12, 3)
+        self.experts = nn.Parameter(torch.randn(3, 4, 6) * 0.3)  # a stack ("batch" view when routed)
 
     def forward(self, idx):
         h = self.emb(idx).mean(1)
-        return self.head(torch.tanh(self.fc2(self.norm(torch.relu(self.fc1(h))))))
+        t = torch.tanh(self.fc2(self.norm(torch.relu(self.fc1(h)))))
+        e = torch.einsum("bn,emn->bm", t[:, :6], self.experts)
+        return self.head(t) + torch.tanh(e).sum(1, keepdim=True)
 
 
 def _batch(step: int):
@@ -46,6 +49,28 @@ def _make(spec, dtype=torch.float32, **kw):
     model = Net().to(dtype)
     opt = muonlab.create_optimizer(model, spec.name, **{**spec.test_overrides, **kw})
     return model, opt
+
+
+def _configs(spec):
+    """The defaults, the spec's registered configurations, and generic ones its hyperparameters
+    allow: cautious decay, the other momentum form, a float32 iteration, a stack seen as a batch."""
+    yield "default", {}
+    yield from spec.configs.items()
+    h = spec.rule.hypers
+    if "cautious" in (h["weight_decay_mode"].choices or ()) and spec.name != "adamw":
+        yield "cautious", {"weight_decay_mode": "cautious", "weight_decay": 0.1,
+                           **({"constrained": False} if "constrained" in h else {})}
+    if "momentum_form" in h:
+        other = next(c for c in h["momentum_form"].choices if c != h["momentum_form"].default)
+        yield f"momentum_form={other}", {"momentum_form": other}
+    if "compute_dtype" in h and h["compute_dtype"].default != "float32" and "float32" in h["compute_dtype"].choices:
+        yield "fp32", {"compute_dtype": "float32"}
+    if spec.matrix:
+        yield "batch_view", {"overrides": {"experts": {"algorithm": spec.name, "matrix_view": "batch",
+                                                       **spec.recommended, **spec.test_overrides}}}
+
+
+CASES = [pytest.param(spec, cfg, id=f"{spec.name}-{name}") for spec in SPECS for name, cfg in _configs(spec)]
 
 
 def _train(model, opt, steps, start=0, scheduler=None):
@@ -66,9 +91,9 @@ def _params(model):
     return [p.detach().clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_state_dict_resume_is_bitwise_identical(spec):
-    model, opt = _make(spec)
+@pytest.mark.parametrize("spec,cfg", CASES)
+def test_state_dict_resume_is_bitwise_identical(spec, cfg):
+    model, opt = _make(spec, **cfg)
     _train(model, opt, 3)
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
@@ -77,7 +102,7 @@ def test_state_dict_resume_is_bitwise_identical(spec):
 
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=False)
-    model2, opt2 = _make(spec)
+    model2, opt2 = _make(spec, **cfg)
     model2.load_state_dict(ckpt["model"])
     opt2.load_state_dict(ckpt["opt"])
     _train(model2, opt2, 4, start=3)
@@ -156,9 +181,9 @@ def test_step_hooks_run_and_can_be_removed(spec):
     assert seen == ["pre", "post"]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_bf16_parameters_keep_their_dtype(spec):
-    model, opt = _make(spec, dtype=torch.bfloat16)
+@pytest.mark.parametrize("spec,cfg", CASES)
+def test_bf16_parameters_keep_their_dtype(spec, cfg):
+    model, opt = _make(spec, dtype=torch.bfloat16, **cfg)
     _train(model, opt, 3)
     for p in model.parameters():
         assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
@@ -166,6 +191,26 @@ def test_bf16_parameters_keep_their_dtype(spec):
         for k, v in st.items():
             if torch.is_tensor(v) and k != "step" and v.is_floating_point() and v.numel() > 1:
                 assert v.dtype in (torch.bfloat16, torch.float32)
+
+
+@pytest.mark.parametrize("spec,cfg", CASES)
+def test_state_is_declared(spec, cfg):
+    """Every state entry is declared in the rule's state_spec; parameter-shaped ones have the
+    parameter's shape, counters are Python numbers."""
+    model, opt = _make(spec, **cfg)
+    _train(model, opt, 3)
+    for group in opt.param_groups:
+        rule = muonlab.get_spec(group["algorithm"]).rule
+        for p in group["params"]:
+            for k, v in opt.state[p].items():
+                if k == "step":
+                    continue
+                assert k in rule.state_spec, f"{rule.name}: undeclared state {k!r}"
+                kind = rule.state_spec[k].kind
+                if kind == "param":
+                    assert torch.is_tensor(v) and v.shape == p.shape, (k, tuple(v.shape))
+                elif kind == "counter":
+                    assert isinstance(v, (int, float)), (k, type(v))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)

@@ -45,6 +45,9 @@ from muonlab.registry import all_specs, get_spec
 WORLD = 2
 STEPS = 3
 MATRIX_METHODS = [s.name for s in all_specs() if s.matrix]
+# Every registered non-default configuration of the matrix methods (momentum forms, norms, ranks,
+# rules, modes), plus cautious weight decay: run under FSDP2, where sharded state matters most.
+CONFIGS = [f"{s.name}:{c}" for s in all_specs() if s.matrix for c in s.configs]
 TOL_FP32 = 1e-3  # fp32 orthogonalization: only reduction-order noise
 TOL_BF16 = 2e-2  # bf16 orthogonalization amplifies that noise
 # 2 → 1 checkpoints: plain per-matrix state (NorMuon), Python-number state (MiMuon), Dion's Q.
@@ -83,9 +86,15 @@ def global_batch(step: int, size: int = 8):
     return torch.randn(size, 6, generator=g).to(DEVICE), torch.randn(size, 1, generator=g).to(DEVICE)
 
 
+def method(name: str) -> str:
+    """``"dion:low_rank"`` → ``"dion"`` (a method with one of its registered configurations)."""
+    return name.partition(":")[0]
+
+
 def hyper(name: str, fp32: bool) -> dict:
-    spec = get_spec(name)
-    hp = {**spec.recommended, **spec.test_overrides}
+    spec = get_spec(method(name))
+    config = name.partition(":")[2]
+    hp = {**spec.recommended, **spec.test_overrides, **(spec.configs[config] if config else {})}
     for k, h in spec.rule.hypers.items():
         if fp32 and k.endswith("dtype") and "float32" in (getattr(h, "choices", None) or ()):
             hp[k] = "float32"
@@ -97,11 +106,11 @@ def param_groups(model: nn.Module, name: str, fp32: bool = True) -> list[dict]:
     hp = hyper(name, fp32)
     named = dict(model.named_parameters())
     mats = [n for n, p in named.items() if p.ndim == 2]
-    groups = [{"params": [named[n] for n in mats], "param_names": mats, "algorithm": name, **hp},
+    groups = [{"params": [named[n] for n in mats], "param_names": mats, "algorithm": method(name), **hp},
               {"params": [p for p in named.values() if p.ndim < 2],
                "param_names": [n for n, p in named.items() if p.ndim < 2], "algorithm": "adamw"}]
     for pname, view in (("conv.weight", "flatten"), ("experts", "batch")):
-        groups.append({"params": [named[pname]], "param_names": [pname], "algorithm": name,
+        groups.append({"params": [named[pname]], "param_names": [pname], "algorithm": method(name),
                        "matrix_view": view, **hp})
     return groups
 
@@ -119,7 +128,7 @@ def make(name: str, mode: str, fp32: bool = True, executor=None):
             fully_shard(m)
         fully_shard(model)
     inner = model.module if mode == "ddp" else model
-    opt = muonlab.HybridOptimizer(param_groups(inner, name, fp32), algorithm=name,
+    opt = muonlab.HybridOptimizer(param_groups(inner, name, fp32), algorithm=method(name),
                                   executor=executor if executor is not None else LocalExecutor())
     return model, opt
 
@@ -290,6 +299,8 @@ def _scenarios(ckpt_in: str, ckpt_out: str):
     for name in MATRIX_METHODS:
         for mode in ("ddp", "fsdp2"):
             out.append((f"{name}/{mode}", equivalence(name, mode, True)))
+    for name in CONFIGS:
+        out.append((f"{name}/fsdp2", equivalence(name, "fsdp2", True)))
     out.append(("muon/fsdp2/bf16", equivalence("muon", "fsdp2", False)))
     out.append(("muon/ddp/bf16", equivalence("muon", "ddp", False)))
     out.append(("dcp/1to2", resume_from_one_process))
@@ -376,6 +387,13 @@ def _check(result: dict) -> None:
 def test_matches_single_process(job, name, mode):
     """k steps on 2 ranks (uneven, empty shards; a conv) == one process on the global batch."""
     _check(job[0][f"{name}/{mode}"])
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("name", CONFIGS)
+def test_configurations_match_single_process(job, name):
+    """Each registered configuration under FSDP2 == one process on the global batch."""
+    _check(job[0][f"{name}/fsdp2"])
 
 
 @pytest.mark.distributed

@@ -272,8 +272,9 @@ def create_optimizer(
         model: any ``nn.Module`` (nanoGPT-style, CNN, Hugging Face causal LM, ...).
         name: a registered optimizer (:func:`available_optimizers`). An element-wise method
             (``"adamw"``, ``"sgd"``) gets every parameter.
-        adamw: hyperparameters of the AdamW groups, on top of the registry's recommended
-            ``lr=3e-4, betas=(0.9, 0.95), weight_decay=0``.
+        adamw: hyperparameters of the AdamW groups, on top of ``registry.AUX_DEFAULTS``
+            (``lr=7e-4, betas=(0.9, 0.95), weight_decay=0``, from the sweep in docs/defaults.md)
+            and the method's own ``aux`` (Scion: ``lr=5e-3``).
         output / embeddings / roles: see :func:`classify`.
         overrides: ``{parameter-name pattern: algorithm name or {hyperparameter: value}}``; a dict
             may hold ``"algorithm"``. Later patterns win.
@@ -292,13 +293,12 @@ def create_optimizer(
         ``param_names``. Every trainable parameter is in exactly one group (checked).
     """
     spec = registry.get_spec(name)
-    aux = registry.get_spec(AUX_ALGORITHM)
     role_of, notes = classify(model, output=output, embeddings=embeddings, roles=roles)
     named = _named_trainable(model)
     views = matrix_views(model)
 
     base_main = {**spec.recommended, **hparams}
-    base_aux = {**aux.recommended, **(adamw or {})}
+    base_aux = {**registry.AUX_DEFAULTS, **spec.aux, **(adamw or {})}
     group_defaults = {AUX_ALGORITHM: dict(base_aux), name: dict(base_main)}
     buckets: dict[tuple, dict[str, Any]] = {}
     for pname, role in role_of.items():

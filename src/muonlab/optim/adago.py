@@ -87,10 +87,10 @@ register(
         name="adago",
         rule=AdaGORule(),
         summary="W ← W − η·max(ε, min(‖G‖,γ)/v)·polar(M), v² = Σ min(‖G‖,γ)² (AdaGrad-norm step)",
-        recommended={"lr": 0.1},
+        recommended={"lr": 1.0},
         source="Zhang, Liu, Schaeffer, AdaGrad Meets Muon, arXiv 2509.02981 (zij/emergentmind summaries)",
         certainty="SECONDARY",
         state="1× + 2 scalars per matrix (momentum_buffer, grad_norm_sq_sum, adaptive_step)",
-        search_space={"lr": (1e-2, 1.0)},
+        search_space={"lr": (1e-2, 3.0)},
     )
 )

@@ -84,6 +84,7 @@ class AdaMuonRule(MatrixRule):
 register(
     OptimizerSpec(
         name="adamuon",
+        configs={"no_sign": {"sign_before_ns": False}},
         rule=AdaMuonRule(),
         summary="orthogonalize sign(momentum), divide by an element-wise EMA of O², rescale to RMS 0.2",
         recommended={"lr": 0.02, "weight_decay": 0.01},

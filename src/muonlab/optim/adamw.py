@@ -208,6 +208,10 @@ def _multi_tensor_capturable(params, grads, states, group) -> None:
     exp_avgs = [st["exp_avg"] for st in states]
     exp_avg_sqs = [st["exp_avg_sq"] for st in states]
     steps = [st["step"] for st in states]
+    if not isinstance(lr, Tensor):
+        # A tensor, so a changing (scheduled) lr is data to a compiled step, not a constant
+        # that forces a recompilation.
+        lr = torch.ones((), dtype=steps[0].dtype, device=steps[0].device) * lr
     if wd != 0:
         torch._foreach_mul_(params, 1 - lr * wd)
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
@@ -302,9 +306,10 @@ class AdamW(HybridOptimizer):
 register(
     OptimizerSpec(
         name="adamw",
+        configs={"amsgrad": {"amsgrad": True}, "loop": {"impl": "loop"}, "foreach_maximize": {"foreach": True, "maximize": True}},
         rule=AdamWRule(),
         summary="Adam with decoupled weight decay (torch.optim.AdamW, bit-identical)",
-        recommended={"lr": 3e-4, "betas": (0.9, 0.95), "weight_decay": 0.0},
+        recommended={"lr": 5e-3, "betas": (0.9, 0.95), "weight_decay": 0.0},
         source="Loshchilov & Hutter, arXiv 1711.05101; torch.optim.AdamW",
         certainty="EXACT",
         state="2× (exp_avg, exp_avg_sq); 3× with amsgrad",

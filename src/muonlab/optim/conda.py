@@ -103,7 +103,7 @@ register(
         rule=CondaRule(),
         summary="Adam with v in the momentum's SVD basis (refreshed every T steps): "
         "u = P-back(rot(m)/(√v+ε)), column-normalised Adam",
-        recommended={"lr": 3e-3, "betas": (0.9, 0.99)},
+        recommended={"lr": 7e-3, "betas": (0.9, 0.99)},
         source="Wang et al., Conda, arXiv 2509.24218; github jie040109/Conda conda_torch/conda.py; "
         "kozistr pytorch_optimizer conda.py",
         certainty="EXACT",

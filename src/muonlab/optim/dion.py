@@ -117,10 +117,11 @@ class DionRule(MatrixRule):
 register(
     OptimizerSpec(
         name="dion",
+        configs={"low_rank": {"rank_fraction": 0.5}},
         rule=DionRule(),
         summary="rank-r power iteration P=orth(BQ), Q=colnorm(BᵀP) with error feedback M←B−(1−μ)PRᵀ; "
         "W ← W − η√(m/n)·PQᵀ",
-        recommended={"lr": 0.01},
+        recommended={"lr": 0.02},
         source="Ahn, Xu et al., Dion, arXiv 2504.05295; github microsoft/dion dion_reference.py, dion_simple.py",
         certainty="EXACT",
         state="1× (momentum_buffer) + min(m,n)·r (Q)",

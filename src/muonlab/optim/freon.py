@@ -105,10 +105,11 @@ class FreonRule(MuonRule):
 register(
     OptimizerSpec(
         name="freon",
+        configs={"q1.5": {"q": 1.5}},
         rule=FreonRule(),
         summary="M ← μM + G; W ← W − η·U diag((σ/‖σ‖_q)^{q−1}) Vᵀ (Schatten-q steepest descent; "
         "q=1 Muon, q=2 normalised SGD)",
-        recommended={"lr": 1e-3},
+        recommended={"lr": 3e-4},
         source="Shumaylov et al., Muon is Not That Special, arXiv 2605.11181 (via zij canon/math/freonkaon.md)",
         certainty="SECONDARY",
         state="1× (momentum_buffer)",

@@ -99,10 +99,11 @@ class KaonRule(MuonRule):
 register(
     OptimizerSpec(
         name="kaon",
+        configs={"uniform": {"spectrum": "uniform"}},
         rule=KaonRule(),
         summary="M ← μM + G; W ← W − η·U diag(ξ) Vᵀ with pseudo-random ξ ∈ (0,1] (chaotic map "
         "4.1σ(1−σ²)² or uniform on an SVD)",
-        recommended={"lr": 0.02},
+        recommended={"lr": 0.05},
         source="Shumaylov et al., Muon is Not That Special, arXiv 2605.11181 (via zij canon/math/freonkaon.md)",
         certainty="SECONDARY",
         state="1× (momentum_buffer)",

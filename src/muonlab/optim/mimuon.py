@@ -236,10 +236,11 @@ def orthogonalized_fraction(optimizer: torch.optim.Optimizer) -> dict[str, float
 register(
     OptimizerSpec(
         name="mimuon",
+        configs={"gap": {"rule": "gap", "tau": 1e-3, "gap_mode": "relative_to_sigma1"}, "periodic": {"rule": "periodic"}, "blend": {"rule": "blend"}},
         rule=MiMuonRule(),
         summary="per matrix and step: Muon (polar of momentum) or momentum SGD; rule= gap | "
                 "bernoulli (default, p=0.5) | periodic | blend",
-        recommended={"lr": 0.02, "weight_decay": 0.01},
+        recommended={"lr": 0.03, "weight_decay": 0.01},
         source="Huang, Luo, Chen, arXiv 2605.19619 (abstract); rule via junaidaliop/zij mimuon.md",
         certainty="RECON",
         state="1× (momentum_buffer) + counters",

@@ -163,6 +163,7 @@ class Muon(HybridOptimizer):
 register(
     OptimizerSpec(
         name="muon",
+        configs={"polar_express": {"orthogonalizer": "polar_express"}, "moonlight_scaling": {"adjust_lr_fn": "match_rms_adamw"}},
         rule=MuonRule(),
         summary="W ← W − η·s(m,n)·NS5(Nesterov-EMA momentum), polar factor by Newton–Schulz",
         recommended={"lr": 0.02, "weight_decay": 0.01},
@@ -185,10 +186,10 @@ register(
             weight_decay=0.1,
         ),
         summary="Muon preset: accumulate momentum, update RMS 0.2·√max(m,n) to reuse AdamW's lr/wd",
-        recommended={"lr": 1e-3},
+        recommended={"lr": 1e-2},
         source="Liu et al., Muon is Scalable for LLM Training, arXiv 2502.16982 (toy_train.py)",
         certainty="EXACT",
         state="1× (momentum_buffer)",
-        search_space={"lr": (1e-4, 1e-2)},
+        search_space={"lr": (1e-4, 3e-2)},
     )
 )

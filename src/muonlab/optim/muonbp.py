@@ -88,12 +88,13 @@ class MuonBPRule(MuonRule):
 register(
     OptimizerSpec(
         name="muonbp",
+        configs={"column_shards": {"shard_dim": 1, "period": 2}},
         rule=MuonBPRule(),
         summary="Muon orthogonalizing each of k row/column blocks separately, the full matrix every P steps",
-        recommended={"lr": 3e-3},
+        recommended={"lr": 1e-2},
         source="Khaled et al., MuonBP, arXiv 2510.16981 (zij summary, abstract); single-device emulation",
         certainty="SECONDARY",
         state="1× (momentum_buffer)",
-        search_space={"lr": (1e-4, 1e-2)},
+        search_space={"lr": (1e-4, 3e-2)},
     )
 )

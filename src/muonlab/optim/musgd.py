@@ -96,7 +96,7 @@ register(
         name="musgd",
         rule=MuSGDRule(),
         summary="W ← W − η·(w_m·Muon(EMA momentum) + w_s·SGD(accumulate momentum, L2)), YOLO26's default",
-        recommended={"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+        recommended={"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                      "muon_weight": 0.2, "sgd_weight": 1.0},
         source="ultralytics/ultralytics optim/muon.py (MuSGD), engine/trainer.py (YOLO26 settings)",
         certainty="EXACT",

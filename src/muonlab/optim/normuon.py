@@ -102,6 +102,7 @@ class NorMuonRule(MuonRule):
 register(
     OptimizerSpec(
         name="normuon",
+        configs={"paper": {"scale_mode": "paper"}},
         rule=NorMuonRule(),
         summary="Muon, then each row of the update divided by an EMA of its mean square (norm kept)",
         recommended={"lr": 0.02, "weight_decay": 0.01},

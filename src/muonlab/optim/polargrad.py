@@ -61,10 +61,10 @@ register(
         name="polargrad",
         rule=PolarGradRule(),
         summary="W ← W − η·‖M‖_*·polar(M): Muon scaled by the nuclear norm ⟨M, U_p⟩ of the momentum",
-        recommended={"lr": 0.02},
+        recommended={"lr": 0.3},
         source="Lau, Long, Su, PolarGrad, arXiv 2505.21799; github timlautk/polargrad polar_grad.py",
         certainty="EXACT",
         state="1× (momentum_buffer)",
-        search_space={"lr": (1e-3, 1e-1)},
+        search_space={"lr": (1e-3, 3.0)},
     )
 )

@@ -48,9 +48,10 @@ class SGDRule(ElementwiseRule):
 register(
     OptimizerSpec(
         name="sgd",
+        configs={"nesterov": {"nesterov": True}},
         rule=SGDRule(),
         summary="momentum SGD (torch.optim.SGD semantics), the p = 1 end of the spectral family",
-        recommended={"lr": 0.05, "momentum": 0.9},
+        recommended={"lr": 0.3, "momentum": 0.9},
         source="torch.optim.SGD",
         certainty="EXACT",
         state="1× (momentum_buffer)",

@@ -138,9 +138,10 @@ class SpectralPowerRule(MatrixRule):
 register(
     OptimizerSpec(
         name="spectral_power",
+        configs={"momentum_base": {"base": "momentum"}, "quarter": {"p": 0.25}},
         rule=SpectralPowerRule(),
         summary="W ← W − η·U Σᵖ Vᵀ of the Adam (default) or momentum-SGD update; p = 0 is Muon",
-        recommended={"lr": 1e-2},
+        recommended={"lr": 2e-2},
         source="Qi et al., Delving into Muon and Beyond, arXiv 2602.04669; github Ocram7/BeyondMuon",
         certainty="EXACT",
         state="2× (exp_avg, exp_avg_sq) for base='adam'; 1× (momentum_buffer) for base='momentum'",

@@ -131,7 +131,11 @@ def apply_update(
             mask = (update * p >= 0).to(p.dtype)
             p.addcmul_(p, mask, value=-lr * weight_decay)
     if denom is None:
-        p.add_(update, alpha=-step_size)  # mixed dtypes round once, in p's dtype
+        if torch.compiler.is_compiling():
+            # ``alpha`` must be a constant to the compiler: a scheduled lr would recompile each step.
+            p.sub_(update * step_size)
+        else:
+            p.add_(update, alpha=-step_size)  # mixed dtypes round once, in p's dtype
     else:
         p.addcdiv_(update, denom, value=-step_size)
 
@@ -150,7 +154,9 @@ def apply_updates(
     the loop otherwise (cautious decay, mixed dtypes, DTensor shards)."""
     same_dtype = all(u.dtype == p.dtype for p, u in zip(params, updates))
     cautious = mode == "cautious" and weight_decay != 0
-    if cautious or not same_dtype or not can_foreach(params, updates):
+    # Inside torch.compile the loop is what the compiler fuses, and grouping by step size would key
+    # a dict on (symbolic) floats, which forces a recompilation for every new learning rate.
+    if cautious or not same_dtype or torch.compiler.is_compiling() or not can_foreach(params, updates):
         for p, u, s in zip(params, updates, step_sizes):
             apply_update(p, u, s, lr=lr, weight_decay=weight_decay, mode=mode)
         return

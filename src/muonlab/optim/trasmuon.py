@@ -107,7 +107,7 @@ register(
         name="trasmuon",
         rule=TrasMuonRule(),
         summary="row-normalised Muon rescaled to unit RMS, columns damped by 1/(1+α·log(1+E_j/E_ref))",
-        recommended={"lr": 3e-3},
+        recommended={"lr": 2e-3},
         source="Cheng et al., TrasMuon, arXiv 2602.13498 (zij canon/math/trasmuon.md)",
         certainty="SECONDARY",
         state="1× + m + 1 per matrix (momentum_buffer, row_second_moment m×1, energy_ref)",
