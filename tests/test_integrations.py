@@ -195,7 +195,6 @@ def test_torch_compile(in_tmp):
     torch._dynamo.reset()
 
 
-@pytest.mark.xfail(strict=False, reason="compiled step in progress")
 def test_torch_compile_step(in_tmp):
     try:
         ns = run_recipes("torch_compile_step")

@@ -233,7 +233,8 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
     device = job.device or pick_device(cfg.device)
     wl.setup(device)
     model, inner = job.wrap(wl.build_model(cfg.seed).to(device))  # DDP/FSDP2 before the optimizers
-    optimizers = build_optimizers(inner, cfg, wl)
+    # From the wrapped model: a DDP model tells create_optimizer to share the matrix work.
+    optimizers = build_optimizers(model, cfg, wl)
     for opt in optimizers:
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]  # the base lr; the schedule multiplies it each step

@@ -189,6 +189,12 @@ class MiMuonRule(MatrixRule):
         tau = group["tau"]
         return [tau < math.inf and states[i // per]["gap"][i % per] >= tau for i in range(X.size(0))]
 
+    @torch.compiler.disable
+    def step(self, params, grads, states, group, executor) -> None:
+        # Eager inside a compiled optimizer step: which branch each matrix takes depends on data (κ) or on per-step draws;
+        # traced, it would recompile for every new pattern and scheduled lr.
+        super().step(params, grads, states, group, executor)
+
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         ortho = self._decide(X, states, group)
         per = X.size(0) // len(states)

@@ -55,6 +55,12 @@ class MuonBPRule(MuonRule):
         "block_lr_scale": H.Hyper(1.0, "r = η_block/η_full (paper: two step sizes)", low=0.0),
     }
 
+    @torch.compiler.disable
+    def step(self, params, grads, states, group, executor) -> None:
+        # Eager inside a compiled optimizer step: full or block-wise depends on the step count;
+        # traced, it would recompile for every new pattern and scheduled lr.
+        super().step(params, grads, states, group, executor)
+
     def matrix_fn(self, X: Tensor, states: list[dict], group: dict) -> Tensor:
         # The shell's step counter (1-based); full steps at t = 1, P+1, ...
         full = [(int(st["step"]) - 1) % group["period"] == 0 for st in states]
