@@ -213,14 +213,17 @@ def test_state_is_declared(spec, cfg):
                     assert isinstance(v, (int, float)), (k, type(v))
 
 
+@pytest.mark.parametrize("target", ["tanh", "sin"])
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_defaults_train_a_small_mlp_regression(spec):
+def test_defaults_train_a_small_mlp_regression(spec, target):
+    """With its recommended defaults (docs/defaults.md), every method halves the loss of a
+    16→64→64→4 tanh MLP on 256 points in 150 full-batch steps (targets: tanh or sin of a random
+    linear map, workload A of benchmarks/default_sweep.py and its harder check)."""
     torch.manual_seed(0)
-    X = torch.randn(256, 10)
-    teacher = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
-    with torch.no_grad():
-        y = teacher(X)
-    model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+    X = torch.randn(256, 16)
+    W = torch.randn(16, 4)
+    y = torch.tanh(X @ W) if target == "tanh" else torch.sin(X @ W)
+    model = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4))
     opt = muonlab.create_optimizer(model, spec.name, **spec.test_overrides)
     first = None
     for step in range(150):
@@ -229,7 +232,7 @@ def test_defaults_train_a_small_mlp_regression(spec):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.3 * first, f"{spec.name}: {first:.4f} -> {loss.item():.4f}"
+    assert loss.item() < 0.5 * first, f"{spec.name}: {first:.4f} -> {loss.item():.4f}"
 
 
 def _invalid_values(h):
