@@ -78,8 +78,8 @@ def newton_schulz(
         gram: run the same polynomial on the small Gram matrix (:func:`_iterate_gram`). ``None``
             (default) chooses it when the long side is at least :data:`GRAM_MIN_ASPECT` times the
             short one and the work ``batch·r²·c`` is at least :data:`GRAM_MIN_WORK`, where it is
-            faster (0.67× the time of the plain iteration on a 512×2048 bf16 matrix, 5 steps,
-            measured on CPU). ``False`` gives torch.optim.Muon's exact
+            faster (on a 2-core CPU, bf16, 5 steps: median of three runs 0.77× the time of the
+            plain iteration at 512×2048, 0.72× at 768×3072; docs/benchmarks.md). ``False`` gives torch.optim.Muon's exact
             operation order (bitwise-identical results); ``True`` forces the Gram iteration.
         gram_restarts: steps at which the Gram iteration recomputes ``XXᵀ``; ``None`` (default)
             = :func:`gram_restart_steps` (measured per table and dtype; ``(3,)`` for Keller's 5

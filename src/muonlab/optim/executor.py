@@ -1,7 +1,8 @@
 """Executors decide *where and how* the full-matrix phase of a :class:`MatrixRule` runs.
 
 The local executor stacks same-shape *small* matrices into one ``(B, m, n)`` batch (one batched
-Newton–Schulz call instead of B small ones: 7× faster for 48 × 64×64 on 2 CPU cores). Large
+Newton–Schulz call instead of B small ones: 18× faster for 48 × 64×64 in bf16 on 2 CPU cores,
+median of three runs, 17.8–18.8×; docs/benchmarks.md). Large
 matrices run one by one: measured here, stacking costs 4–23% from 512×512 up (the copy and a
 slower batched GEMM), so batching stops at :data:`BATCH_MAX_NUMEL` (see docs/benchmarks.md). Distributed executors (``muonlab.distributed``) implement the same method
 and assign each matrix to an owner rank; rules never see ranks.

@@ -97,8 +97,8 @@ class Muon(HybridOptimizer):
         ns_gram: iterate on the small Gram matrix ``XXᵀ`` (the same polynomial with fewer FLOPs,
             restarted as :func:`muonlab.matfn.polar.gram_restart_steps` says to stay as accurate
             as the plain iteration). None (default): for matrices whose long side is >= 2× the
-            short one and large enough to gain (``batch·r²·c >= 2^25``; 0.67× the
-            orthogonalization time at 4:1 in bf16 on CPU); results then differ from torch's by
+            short one and large enough to gain (``batch·r²·c >= 2^25``; 0.72× the
+            orthogonalization time at 4:1 in bf16 on a 2-core CPU, median of three runs); results then differ from torch's by
             bf16 rounding only. False: torch.optim.Muon's exact operations (bitwise-identical
             parameters). True: always.
         ns_compile: run the Newton–Schulz loop through ``torch.compile`` (default False).
