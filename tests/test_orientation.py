@@ -104,3 +104,71 @@ def test_gpt2_routes_conv1d_with_transpose_view():
 def test_transpose_view_needs_a_matrix():
     with pytest.raises(ValueError, match="transpose"):
         muonlab.HybridOptimizer([nn.Parameter(torch.randn(2, 3, 4))], "muon", matrix_view="transpose")
+
+
+FSDP2_SCRIPT = """
+import json, sys, torch, muonlab
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+from torch.distributed.fsdp import fully_shard
+from muonlab.distributed import init_from_env, shard_batch, is_main, shutdown
+
+init_from_env(device="cpu")
+torch.set_num_threads(1)
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down, self.head = Conv1D(24, 8), Conv1D(8, 24), nn.Linear(8, 3)
+    def forward(self, x):
+        return self.head(torch.tanh(self.down(torch.tanh(self.up(x)))))
+
+def train(model, name, shard):
+    opt = muonlab.create_optimizer(model, name, compute_dtype="float32")
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x, y = torch.randn(8, 8, generator=g), torch.randn(8, 3, generator=g)
+        if shard:
+            x, y = shard_batch((x, y))
+        opt.zero_grad(); (model(x) - y).pow(2).mean().backward(); opt.step()
+    return opt
+
+out = {}
+for name in ("muon", "normuon"):
+    torch.manual_seed(0); ref = M(); train(ref, name, False)
+    torch.manual_seed(0); model = M()
+    for sub in (model.up, model.down, model.head):
+        fully_shard(sub)
+    fully_shard(model)
+    opt = train(model, name, True)
+    views = {n: g.get("matrix_view") for g in opt.param_groups for n in g["param_names"]}
+    full = {n: p.full_tensor().detach() for n, p in model.named_parameters()}
+    out[name] = {"view": views["up.weight"], "executor": type(opt.executor).__name__,
+                 "diff": max(((full[n] - p).abs().max() / p.abs().max()).item() for n, p in ref.named_parameters())}
+if is_main():
+    print("RESULT " + json.dumps(out), flush=True)
+shutdown()
+"""
+
+
+@pytest.mark.distributed
+def test_conv1d_under_fsdp2_matches_one_process(tmp_path):
+    """FSDP2 swaps the class for "FSDPConv1D" and shards the (in, out) weight on its first dim:
+    the weight is still routed with the transpose view and trains as in one process."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fsdp2_conv1d.py"
+    script.write_text(FSDP2_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(muonlab.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    for name, r in json.loads(line[len("RESULT "):]).items():
+        assert r["view"] == "transpose" and r["executor"] == "DistributedExecutor", (name, r)
+        assert r["diff"] <= 1e-4, (name, r)

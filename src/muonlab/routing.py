@@ -145,7 +145,9 @@ def _detect_output(model: nn.Module, trainable: dict[str, torch.Tensor]) -> tupl
 
 
 def _is_hf_conv1d(module) -> bool:
-    return type(module).__name__ == "Conv1D" and not isinstance(module, _CONV)
+    # By name, so transformers stays optional; through the MRO, because FSDP2's fully_shard swaps
+    # the class for a subclass named "FSDPConv1D".
+    return any(c.__name__ == "Conv1D" for c in type(module).__mro__) and not isinstance(module, _CONV)
 
 
 def matrix_views(model: nn.Module) -> dict[str, str]:
