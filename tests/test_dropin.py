@@ -328,3 +328,59 @@ def test_repr_and_summary_name_the_executor():
     from muonlab.distributed import DistributedExecutor
 
     assert muonlab.DistributedExecutor is DistributedExecutor
+
+
+# ---- regressions found in review ----------------------------------------------------------------
+
+
+def test_matrix_state_round_trips_exactly_for_bf16_parameters():
+    p = nn.Parameter(torch.randn(8, 8).bfloat16())
+    opt = muonlab.HybridOptimizer([p], "adago")
+    for _ in range(3):
+        p.grad = torch.randn(8, 8).bfloat16()
+        opt.step()
+    opt2 = muonlab.HybridOptimizer([p], "adago")
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for k in ("grad_norm_sq_sum", "adaptive_step"):
+        assert torch.equal(opt.state[p][k], opt2.state[p][k]), k
+
+
+@pytest.mark.parametrize("shape", [(), (1,)])
+def test_adamw_capturable_takes_tensor_betas_and_lr_of_any_one_element_shape(shape):
+    ref, cap = _params(), _params()
+    _run(muonlab.AdamW, ref, lr=0.01, betas=(0.8, 0.99), foreach=False)
+    _run(muonlab.AdamW, cap, lr=torch.tensor(0.01).reshape(shape), capturable=True,
+         betas=(torch.tensor(0.8).reshape(shape), torch.tensor(0.99).reshape(shape)))
+    for a, b in zip(ref, cap):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_momentum_cycling_is_refused_where_momentum_is_not_a_beta():
+    """Scion's ``momentum`` is α = 1 − β: a scheduler writing β values would silently break it."""
+    opt = muonlab.create_optimizer(Net(), "scion")
+    with pytest.raises(ValueError, match="momentum"):
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.02, total_steps=10)
+
+
+def test_rejected_param_group_leaves_the_others_unchanged():
+    opt = muonlab.Muon([nn.Parameter(torch.randn(3, 3))])
+    with pytest.raises(ValueError, match="lr"):
+        opt.add_param_group({"params": [("w", nn.Parameter(torch.randn(3, 3)))], "lr": -1.0})
+    assert len(opt.param_groups) == 1 and "param_names" not in opt.param_groups[0]
+
+
+def test_resume_between_step_and_scheduler_step_keeps_the_saved_beta1():
+    model = Net()
+    opt = muonlab.create_optimizer(model, "muon")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=10)
+    _train(model, opt, 0, 2)
+    sched.step()
+    _train(model, opt, 2, 1)  # saved after opt.step(), before sched.step()
+    saved = copy.deepcopy(opt.state_dict())
+    betas = [g["betas"] for g in opt.param_groups if g["algorithm"] == "adamw"]
+    model2 = copy.deepcopy(model)
+    opt2 = muonlab.create_optimizer(model2, "muon")
+    torch.optim.lr_scheduler.OneCycleLR(opt2, max_lr=0.05, total_steps=10)  # writes its own momentum
+    opt2.load_state_dict(saved)
+    _train(model2, opt2, 3, 1)
+    assert [g["betas"] for g in opt2.param_groups if g["algorithm"] == "adamw"] == betas

@@ -84,11 +84,11 @@ class AdamWRule(ElementwiseRule):
 
     def step(self, params, grads, states, group, executor) -> None:
         """Dispatch to the loop reference or a multi-tensor implementation (same results)."""
-        if group["capturable"] or torch.compiler.is_compiling():
-            for st, p in zip(states, params):  # torch keeps capturable step counters on the device
+        impl = _resolve_impl(group)
+        if group["capturable"] or impl == "fused" or torch.compiler.is_compiling():
+            for st, p in zip(states, params):  # torch keeps these step counters on the device
                 if st["step"].device != p.device:
                     st["step"] = st["step"].to(p.device)
-        impl = _resolve_impl(group)
         if group["amsgrad"]:
             for st in states:  # a checkpoint from amsgrad=False, resumed with amsgrad=True
                 if "max_exp_avg_sq" not in st:
@@ -202,8 +202,8 @@ def _multi_tensor_capturable(params, grads, states, group) -> None:
     Used with ``capturable=True`` (CUDA graphs) and inside ``torch.compile`` (no ``.item()``, so
     no graph break and no recompilation as the step count grows). ``lr`` may be a tensor.
     """
-    beta1, beta2 = group["betas"]
-    lr = group["lr"]
+    beta1, beta2 = (_zero_dim(b) for b in group["betas"])
+    lr = _zero_dim(group["lr"])
     wd = _decay(group)
     exp_avgs = [st["exp_avg"] for st in states]
     exp_avg_sqs = [st["exp_avg_sq"] for st in states]
@@ -214,9 +214,16 @@ def _multi_tensor_capturable(params, grads, states, group) -> None:
         lr = torch.ones((), dtype=steps[0].dtype, device=steps[0].device) * lr
     if wd != 0:
         torch._foreach_mul_(params, 1 - lr * wd)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    if isinstance(beta1, Tensor):
+        for e, g in zip(exp_avgs, grads):
+            e.lerp_(g, (1 - beta1).to(device=e.device, dtype=e.dtype))
+    else:
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    if isinstance(beta2, Tensor):  # as torch: scale the gradient by the tensor, then addcmul with 1
+        torch._foreach_addcmul_(exp_avg_sqs, torch._foreach_mul(grads, 1 - beta2), grads, 1.0)
+    else:
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     bc1 = torch._foreach_pow(beta1, steps)
     bc2 = torch._foreach_pow(beta2, steps)
     torch._foreach_sub_(bc1, 1)

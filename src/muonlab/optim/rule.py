@@ -113,6 +113,9 @@ class Rule:
     hypers: ClassVar[dict[str, H.Hyper]]
     #: True for rules that need (views of) matrices.
     matrix: ClassVar[bool] = False
+    #: Whether a ``momentum`` hyperparameter is a β (torch's convention), so momentum-cycling
+    #: schedulers (OneCycleLR, CyclicLR) may write β values into it.
+    momentum_is_beta: ClassVar[bool] = True
     #: Every state entry :meth:`init_state` (or a later phase) creates, besides the shell's
     #: ``step``: ``{key: Slot(kind, matrix_phase)}`` (see :mod:`muonlab.optim.state`).
     state_spec: ClassVar[dict[str, Slot]] = {}

@@ -71,6 +71,7 @@ class ScionRule(MatrixRule):
     """Scion as a :class:`MatrixRule`; 0-/1-D parameters (norm "auto"/"bias_rms") are stepped
     element-wise (see the module docstring for the math)."""
 
+    momentum_is_beta = False  # Scion's `momentum` is α = 1 − β
     name = "scion"
     hypers = {
         **MATRIX_HYPERS,

@@ -139,8 +139,12 @@ class HybridOptimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: unknown hyperparameter(s) {sorted(unknown)}; the rules in "
                 f"use accept {sorted(known)}"
             )
-        if "momentum" not in self.defaults and "betas" not in self.defaults:
-            self.defaults["momentum"] = PER_GROUP  # lets momentum-cycling schedulers in
+        rules = [registry.get_rule(g["algorithm"]) for g in self.param_groups]
+        if ("momentum" not in self.defaults and "betas" not in self.defaults
+                and all(getattr(r, "momentum_is_beta", True) for r in rules if "momentum" in r.hypers)):
+            # Lets momentum-cycling schedulers in; not when a rule's `momentum` means something
+            # else (Scion's α = 1 − β), which a scheduler writing β values would silently break.
+            self.defaults["momentum"] = PER_GROUP
         self.executor = select_executor([p for g in self.param_groups for p in g["params"]], executor)
 
     def __repr__(self) -> str:
@@ -165,29 +169,35 @@ class HybridOptimizer(torch.optim.Optimizer):
             rule = registry.get_rule(algorithm)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
-        self._align_names(param_group, index)
+        renamed = self._align_names(param_group, index)
         # torch's own checks (tensor list, leaf tensors, names, disjoint groups), without letting it
         # copy optimizer-wide defaults that this group's rule does not understand.
         defaults, self.defaults = self.defaults, {}
+        added = False
         try:
-            super().add_param_group(param_group)
-        finally:
-            self.defaults = defaults
-        try:
+            try:
+                super().add_param_group(param_group)
+                added = True
+            finally:
+                self.defaults = defaults
             self._fill_and_check(param_group, rule, algorithm, where)
         except Exception:
-            self.param_groups.pop()
+            if added:
+                self.param_groups.pop()
+            for g in renamed:  # a rejected group leaves the others as they were
+                g.pop("param_names", None)
             raise
 
-    def _align_names(self, group: dict, index: int) -> None:
-        """torch requires all groups or none to carry ``param_names``: name the side that lacks them."""
+    def _align_names(self, group: dict, index: int) -> list[dict]:
+        """torch requires all groups or none to carry ``param_names``: name the side that lacks them.
+        Returns the existing groups that were named (to undo if the new group is rejected)."""
         params = group.get("params")
         if isinstance(params, Tensor):
             group["params"] = params = [params]
         elif params is not None and not isinstance(params, (list, set)):
             group["params"] = params = list(params)
         if not self.param_groups or params is None or isinstance(params, set):
-            return
+            return []
         named_new = "param_names" in group or any(isinstance(p, tuple) for p in params)
         named_old = "param_names" in self.param_groups[0]
         if named_old and not named_new:
@@ -195,6 +205,8 @@ class HybridOptimizer(torch.optim.Optimizer):
         elif named_new and not named_old:
             for gi, g in enumerate(self.param_groups):
                 g["param_names"] = [f"param_groups[{gi}].params[{i}]" for i in range(len(g["params"]))]
+            return list(self.param_groups)
+        return []
 
     def _default_for(self, algorithm: str, name: str, h: H.Hyper) -> Any:
         per_alg = self.defaults.get("group_defaults", {}).get(algorithm, {})
@@ -244,8 +256,9 @@ class HybridOptimizer(torch.optim.Optimizer):
             filled = []
             for g, sg in zip(self.param_groups, saved_groups):
                 sg = dict(sg)
-                for k, v in g.items():
-                    if k not in sg and k not in ("params", "param_names"):
+                rule = registry.get_rule(sg.get("algorithm", g["algorithm"]))
+                for k, v in g.items():  # not scheduler bookkeeping such as a cycled `momentum`
+                    if k not in sg and k not in ("params", "param_names") and (k in rule.hypers or k in _GROUP_META):
                         sg[k] = v
                 filled.append(sg)
             state_dict["param_groups"] = filled
@@ -263,8 +276,8 @@ class HybridOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        if not hasattr(self, "executor"):
-            self.executor = LocalExecutor()
+        if not hasattr(self, "executor"):  # unpickled or deep-copied: torch does not keep it
+            self.executor = select_executor([p for g in self.param_groups for p in g["params"]])
         self.defaults.setdefault("group_defaults", {})
         for group in self.param_groups:
             algorithm = group.setdefault("algorithm", self.defaults.get("algorithm", "muon"))

@@ -103,8 +103,8 @@ def complete_loaded_state(rule, state: dict, fresh: Callable[[], dict], saved: d
     for k, v in (saved or {}).items():
         slot = rule.state_spec.get(k)
         if slot is not None and slot.kind == "matrix" and isinstance(v, Tensor) and isinstance(state.get(k), Tensor):
-            if state[k].dtype != v.dtype:
-                state[k] = state[k].to(v.dtype)
+            if state[k].dtype != v.dtype:  # torch rounded it to the parameter's dtype: take the saved value
+                state[k] = v.to(device=state[k].device, copy=True)
 
 
 def describe(rule) -> dict[str, Any]:
