@@ -266,11 +266,10 @@ class HybridOptimizer(torch.optim.Optimizer):
         # torch casts every floating state tensor to the parameter's dtype; per-matrix state keeps
         # the dtype it was saved with (e.g. float32 scalars of bf16 parameters).
         ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        params = [p for g in self.param_groups for p in g["params"]]
-        for pid, p in zip(ids, params):
+        owned = [(p, g) for g in self.param_groups for p in g["params"]]
+        for pid, (p, group) in zip(ids, owned):
             saved = state_dict["state"].get(pid)
             if saved and p in self.state:
-                group = next(g for g in self.param_groups if any(q is p for q in g["params"]))
                 rule = registry.get_rule(group["algorithm"])
                 complete_loaded_state(rule, self.state[p], lambda: self._init_state(rule, p, group), saved)
 
