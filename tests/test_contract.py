@@ -15,33 +15,14 @@ from torch import nn
 
 import muonlab
 from muonlab.registry import all_specs
+from nets import RoleNet, role_batch
 
 SPECS = all_specs()
 IDS = [s.name for s in SPECS]
 
 
-class Net(nn.Module):
-    """Embedding, hidden matrices, a norm, biases and a head: every routing role."""
-
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(11, 8)
-        self.fc1 = nn.Linear(8, 16)
-        self.norm = nn.LayerNorm(16)
-        self.fc2 = nn.Linear(16, 12)
-        self.head = nn.Linear(12, 3)
-        self.experts = nn.Parameter(torch.randn(3, 4, 6) * 0.3)  # a stack ("batch" view when routed)
-
-    def forward(self, idx):
-        h = self.emb(idx).mean(1)
-        t = torch.tanh(self.fc2(self.norm(torch.relu(self.fc1(h)))))
-        e = torch.einsum("bn,emn->bm", t[:, :6], self.experts)
-        return self.head(t) + torch.tanh(e).sum(1, keepdim=True)
-
-
-def _batch(step: int):
-    g = torch.Generator().manual_seed(100 + step)
-    return torch.randint(0, 11, (16, 4), generator=g), torch.randn(16, 3, generator=g)
+Net = RoleNet
+_batch = role_batch
 
 
 def _make(spec, dtype=torch.float32, **kw):

@@ -13,6 +13,7 @@ from torch import nn
 
 import muonlab
 from muonlab.registry import all_specs
+from nets import RoleNet, role_batch
 
 SPECS = all_specs()
 
@@ -154,23 +155,11 @@ def test_checkpoints_move_both_ways(case, direction):
         assert torch.equal(a, b), case
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(11, 8)
-        self.fc1 = nn.Linear(8, 16)
-        self.norm = nn.LayerNorm(16)
-        self.fc2 = nn.Linear(16, 12)
-        self.head = nn.Linear(12, 3)
-
-    def forward(self, idx):
-        h = self.emb(idx).mean(1)
-        return self.head(torch.tanh(self.fc2(self.norm(torch.relu(self.fc1(h))))))
+def Net():
+    return RoleNet(experts=False)
 
 
-def _batch(t):
-    g = torch.Generator().manual_seed(100 + t)
-    return torch.randint(0, 11, (16, 4), generator=g), torch.randn(16, 3, generator=g)
+_batch = role_batch
 
 
 def _train(model, opt, start, steps):
@@ -384,3 +373,12 @@ def test_resume_between_step_and_scheduler_step_keeps_the_saved_beta1():
     opt2.load_state_dict(saved)
     _train(model2, opt2, 3, 1)
     assert [g["betas"] for g in opt2.param_groups if g["algorithm"] == "adamw"] == betas
+
+
+def test_external_optimizer_routes_a_wrapped_model_with_the_aux_defaults():
+    from muonlab.lab.external import build_external
+
+    model = torch.compile(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)))
+    opts = build_external(model, "torch.optim.SGD", {"lr": 0.1}, {}, {})
+    assert type(opts[0]) is torch.optim.SGD
+    assert opts[1].param_groups[0]["lr"] == muonlab.registry.AUX_DEFAULTS["lr"]

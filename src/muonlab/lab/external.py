@@ -3,8 +3,9 @@
 So the seeds' comparisons with Shampoo/SOAP run without re-implementing them: any
 ``torch.optim.Optimizer`` subclass importable by its dotted path is a valid ``--optimizer``.
 Routing follows muonlab's rule for matrix methods by default (``route="hidden"``): the external
-class gets the hidden matrices and conv filters, and AdamW (the registry's ``adamw`` with its
-recommended settings, overridable as ``adamw.<key>``) gets embeddings, head, norms and biases.
+class gets the hidden matrices and conv filters, and AdamW (with ``registry.AUX_DEFAULTS``, the
+side ``create_optimizer`` uses, overridable as ``adamw.<key>``) gets embeddings, head, norms and
+biases.
 ``route="all"`` hands every parameter to the external class. Hyperparameters are passed to the
 class as keyword arguments; a wrong one raises ValueError naming it.
 """
@@ -57,13 +58,13 @@ def build_external(model: nn.Module, path: str, hparams: dict[str, Any], aux: di
         path: import path of a ``torch.optim.Optimizer`` subclass.
         hparams: keyword arguments for the class; ``route`` ("hidden" default, or "all") is taken
             out first.
-        aux: AdamW hyperparameters for the non-matrix parameters (on top of the registry's
-            recommended ``adamw`` settings).
+        aux: AdamW hyperparameters for the non-matrix parameters (on top of
+            ``registry.AUX_DEFAULTS``, the AdamW side ``create_optimizer`` uses).
         routing: role hints for :func:`muonlab.routing.classify` (the workload's ``routing()``).
     """
     from ..optim.shell import HybridOptimizer
-    from ..registry import get_spec
-    from ..routing import AUX_ALGORITHM, MATRIX_ROLES, check_coverage, classify
+    from ..registry import AUX_DEFAULTS
+    from ..routing import AUX_ALGORITHM, MATRIX_ROLES, canonical_name, check_coverage, classify
 
     cls = load_class(path)
     hparams = dict(hparams)
@@ -77,7 +78,8 @@ def build_external(model: nn.Module, path: str, hparams: dict[str, Any], aux: di
         except TypeError as e:  # an unknown keyword: say which class refused it
             raise ValueError(f"optimizer {path!r} rejected hyperparameters {sorted(kw)}: {e}") from None
 
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    # Names as classify gives them: without DDP's "module." or torch.compile's "_orig_mod.".
+    named = {canonical_name(n, model): p for n, p in model.named_parameters() if p.requires_grad}
     if route == "all":
         opts = [make(list(named.values()), **hparams)]
     else:
@@ -89,7 +91,7 @@ def build_external(model: nn.Module, path: str, hparams: dict[str, Any], aux: di
                              "matrices; use route=all")
         opts = [make(hidden, **hparams)]
         if rest:
-            adamw = {**get_spec(AUX_ALGORITHM).recommended, **aux}
+            adamw = {**AUX_DEFAULTS, **aux}
             opts.append(HybridOptimizer([{"params": rest, "algorithm": AUX_ALGORITHM, **adamw}],
                                         algorithm=AUX_ALGORITHM))
     check_coverage(model, opts)
