@@ -140,8 +140,10 @@ def reduce_mean(value: float) -> float:
 
 
 def shutdown() -> None:
-    """Destroy the default process group if one is initialised."""
+    """Destroy the default process group if one is initialised, after every rank got here (gloo
+    aborts a rank whose peer tears the group down while it is still working)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -223,6 +223,9 @@ def finish() -> bool:
     if not (dist.is_available() and dist.is_initialized()):
         return True
     main = dist.get_rank() == 0
+    # Every rank reaches teardown before any destroys its group: gloo aborts a rank ("terminate
+    # called without an active exception") whose peer tears down while it is still working.
+    dist.barrier()
     dist.destroy_process_group()
     return main
 
