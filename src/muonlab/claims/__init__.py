@@ -1,17 +1,34 @@
-"""The claims lab (issue 9): each claim in the seed documents, reproduced with one command and a
+"""The claims lab: each testable claim of the seed documents, reproduced with one command and a
 verdict. ``muonlab claims [NAME ...] [--budget small|full]`` runs them and writes docs/claims.md.
 
-:data:`CLAIMS` maps a claim's name to its :class:`~muonlab.claims.base.Claim`; modules group
-related claims (``mimuon``: 1–3, ``training``: 4, 7–9, 11–13, ``sensing``: 5, 6, 10).
+:data:`CLAIMS` maps a claim's name to its :class:`~muonlab.claims.base.Claim`. Every module of this
+package that defines a ``CLAIMS`` list contributes its claims (discovered, so adding a module is
+all it takes); the statistics behind every verdict are :mod:`muonlab.lab.inference`.
 """
 
 from __future__ import annotations
 
-from .base import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, Claim, ClaimResult, Context
-from . import mimuon, sensing, training
+import importlib
+import pkgutil
 
-CLAIMS: dict[str, Claim] = {c.name: c for c in sorted(mimuon.CLAIMS + sensing.CLAIMS + training.CLAIMS,
-                                                      key=lambda c: c.number)}
+from .base import INCONCLUSIVE, NOT_SUPPORTED, NOT_TESTED, SUPPORTED, VERDICTS, Claim, ClaimResult, Context
+
+
+def _discover() -> dict[str, Claim]:
+    found: list[Claim] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found += getattr(module, "CLAIMS", [])
+    numbers = [c.number for c in found]
+    clash = sorted({n for n in numbers if numbers.count(n) > 1})
+    if clash:
+        raise RuntimeError(f"claim numbers registered twice: {clash}")
+    return {c.name: c for c in sorted(found, key=lambda c: c.number)}
+
+
+CLAIMS: dict[str, Claim] = _discover()
 
 
 def get_claim(name: str) -> Claim:
@@ -26,5 +43,5 @@ def get_claim(name: str) -> Claim:
         raise ValueError(f"unknown claim {name!r}; claims: {', '.join(CLAIMS)}") from None
 
 
-__all__ = ["CLAIMS", "Claim", "ClaimResult", "Context", "INCONCLUSIVE", "NOT_SUPPORTED", "SUPPORTED",
-           "VERDICTS", "get_claim"]
+__all__ = ["CLAIMS", "Claim", "ClaimResult", "Context", "INCONCLUSIVE", "NOT_SUPPORTED", "NOT_TESTED",
+           "SUPPORTED", "VERDICTS", "get_claim"]

@@ -1,14 +1,23 @@
-"""The claims lab's building blocks: :class:`Claim`, :class:`ClaimResult`, and the small statistics
-every claim's verdict is computed from.
+"""The claims lab's building blocks: :class:`Claim`, :class:`ClaimResult`, :class:`Context`.
 
 A claim is a quote from a seed document, a setup, budgets, and an ``experiment`` function that
-composes the lab (workloads, :func:`muonlab.lab.sweep.sweep`, diagnostics) and returns numbers plus
-a verdict computed by an explicit rule. Runs live under ``<out>/runs`` (shared by all claims, so a
-point two claims need is trained once) and are resumable through the lab's runner; the claim's
-result is cached as ``<out>/<name>/result.json``.
+composes the lab (workloads, :func:`muonlab.lab.sweep.sweep`, diagnostics) and returns its parts
+as :class:`muonlab.lab.inference.Test` objects; :meth:`Context.finish` turns them into a verdict
+with Holm's correction (:func:`muonlab.lab.inference.decide`). All statistics live in
+:mod:`muonlab.lab.inference`; nothing here computes an interval.
 
-Verdicts are one of :data:`VERDICTS`. The rule that produced one is stated in the result
-(``rule``) and the reason in ``why``; nothing is hard-coded.
+**Tuning** (:meth:`Context.tune`): every arm gets its own log-spaced LR grid centred on its own
+prior optimum, run on *tuning seeds* that are disjoint from the evaluation seeds (so the chosen lr
+is not selected on the data that then judges it). When the best lr (lowest median final metric) is
+on an edge, the grid is extended by one point past that edge, up to ``max_extend`` times; an arm
+whose optimum is still on the edge is not *located* and every test that uses it is marked
+untestable, which makes the claim inconclusive and says why.
+
+**Replication**: every arm is then run at its tuned lr on the evaluation seeds (``seeds``, at
+least 8 at the small budget). Runs live under ``<out>/runs`` (shared by all claims, so a point two
+claims need trains once) and resume through the lab's runner; a checkpoint is written only at the
+end of a run (checkpoints at every evaluation cost more than these runs). A diverged run counts
+as making no progress: its final metric is its first evaluation's value.
 """
 
 from __future__ import annotations
@@ -22,15 +31,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..lab import inference as inf
+from ..lab.inference import INCONCLUSIVE, NOT_SUPPORTED, NOT_TESTED, SUPPORTED, VERDICTS, Test
 from ..lab.records import read_json, read_jsonl, write_json
 from ..lab.runner import RunConfig
 
-SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
-INCONCLUSIVE = "inconclusive at this scale"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
-N_BOOT = 10_000
-MIN_SEEDS = 3
+MIN_SEEDS = 8           # evaluation seeds (or problem instances) per arm at the small budget
+TUNE_SEED0 = 1000       # tuning seeds are TUNE_SEED0, TUNE_SEED0 + 1, ...: never evaluation seeds
+
+Item = tuple  # (RunConfig, run directory, done summary) as returned by the lab's sweep
 
 
 @dataclass
@@ -38,16 +47,18 @@ class ClaimResult:
     """What one claim's experiment measured and concluded.
 
     Attributes:
-        numbers: headline numbers (JSON-serialisable), e.g. ``{"ratio_mean": 1.6, "ratio_ci": [..]}``.
-        table: Markdown lines (a table of the numbers with their spread over seeds).
+        numbers: headline numbers (JSON-serialisable).
+        table: Markdown lines (the numbers with their spread over seeds).
         plots: paths of figures, relative to the docs file's directory.
-        rule: the statistical rule that produced the verdict, in words.
-        verdict: one of :data:`VERDICTS`.
-        why: one or two sentences: which numbers met or missed the rule.
-        budget: the budget that ran; seconds: the wall-clock time of the call that produced it (runs
-            already cached are not retrained); seeds: seeds per arm; run_seconds: training plus
-            evaluation time summed over every run the claim used (what the budget costs from
-            scratch on one process).
+        tests: the claim's parts (:class:`~muonlab.lab.inference.Test` as dicts), voted and
+            reported, with raw and Holm-adjusted p-values and each part's verdict.
+        rule: the pre-registered primary test and how the parts are combined, in words.
+        verdict: one of :data:`~muonlab.lab.inference.VERDICTS`.
+        why: which parts met or missed their test.
+        tuning: per arm, the grid that was run, its best lr and whether the optimum was located.
+        budget, seconds, seeds, run_seconds, n_runs: the budget that ran, wall-clock seconds of the
+            call, evaluation seeds per arm, train + eval seconds summed over every run the claim used
+            (its cost from scratch on one process), and the number of those runs.
     """
 
     numbers: dict[str, Any]
@@ -56,6 +67,8 @@ class ClaimResult:
     rule: str
     verdict: str
     why: str
+    tests: list[dict] = field(default_factory=list)
+    tuning: list[dict] = field(default_factory=list)
     budget: str = ""
     seconds: float = math.nan
     seeds: int = 0
@@ -75,8 +88,32 @@ class ClaimResult:
 
 
 @dataclass
+class Tuned:
+    """One arm's LR search: the grid run, the median final metric per lr, the chosen lr."""
+
+    arm: str
+    lr: float
+    grid: list[float]
+    medians: list[float]
+    located: bool
+    extended: int
+    runs: list = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arm": self.arm, "lr": self.lr, "grid": self.grid, "medians": self.medians,
+                "located": self.located, "extended": self.extended}
+
+    def note(self) -> str:
+        """Why tests using this arm cannot vote ('' when its optimum was located)."""
+        if self.located:
+            return ""
+        return (f"{self.arm}'s best lr {self.lr:g} is on the edge of its grid "
+                f"{self.grid[0]:g}…{self.grid[-1]:g} after {self.extended} extensions")
+
+
+@dataclass
 class Context:
-    """What an experiment gets: where to put runs and figures, the budget's settings, a logger."""
+    """What an experiment gets: where runs and figures go, the budget's settings, a logger."""
 
     out: Path            # the claims root: runs under out/"runs"
     fig_dir: Path        # where figures are written (next to docs/claims.md)
@@ -85,25 +122,95 @@ class Context:
     cfg: dict[str, Any]  # the budget's settings (claim-specific keys)
     log: Callable[[str], None] = print
     run_seconds: dict[str, float] = field(default_factory=dict)  # run dir -> train + eval seconds
+    tuning: list[Tuned] = field(default_factory=list)
 
     @property
     def seeds(self) -> list[int]:
-        return list(range(int(self.cfg.get("seeds", 3))))
+        """Evaluation seeds 0..seeds−1."""
+        return list(range(int(self.cfg.get("seeds", MIN_SEEDS))))
+
+    @property
+    def tune_seeds(self) -> list[int]:
+        """Tuning seeds, disjoint from :attr:`seeds`."""
+        return [TUNE_SEED0 + i for i in range(int(self.cfg.get("tune_seeds", 2)))]
 
     def sweep(self, workload: str, optimizers: Sequence[str], *, lrs: Sequence[float] | None = None,
               grid: dict[str, Sequence[Any]] | None = None, steps: int | None = None,
               knobs: dict[str, Any] | None = None, hparams: dict[str, Any] | None = None,
-              **run: Any) -> list[tuple[RunConfig, Path, dict]]:
-        """The lab's resumable :func:`~muonlab.lab.sweep.sweep` under ``out/runs``, one seed per budget seed."""
+              seeds: Sequence[int] | None = None, **run: Any) -> list[Item]:
+        """The lab's resumable :func:`~muonlab.lab.sweep.sweep` under ``out/runs``, sorted by seed."""
         from ..lab.sweep import sweep
 
-        base = RunConfig(workload, "", steps=steps if steps is not None else int(self.cfg.get("steps", 0)),
-                         knobs=dict(knobs or {}), hparams=dict(hparams or {}), device="cpu", **run)
-        res = sweep(workload, list(optimizers), self.out / "runs", seeds=self.seeds, lrs=lrs,
+        steps = steps if steps is not None else int(self.cfg.get("steps", 0))
+        run.setdefault("checkpoint_every", max(steps, 1) if steps else 10**9)
+        base = RunConfig(workload, "", steps=steps, knobs=dict(knobs or {}), hparams=dict(hparams or {}),
+                         device="cpu", **run)
+        res = sweep(workload, list(optimizers), self.out / "runs", seeds=list(seeds or self.seeds), lrs=lrs,
                     grid=grid, base=base, progress=False, log=self.log)
         for _, run_dir, summary in res:
             self.run_seconds[str(run_dir)] = summary.get("time/train_s", 0.0) + summary.get("time/eval_s", 0.0)
-        return res
+        return sorted(res, key=lambda it: it[0].seed)
+
+    def tune(self, workload: str, optimizer: str, center: float, *, metric: str = "val/loss",
+             ratio: float = 2.0, points: int = 5, max_extend: int = 6, arm: str | None = None,
+             seeds: Sequence[int] | None = None, plateau_tol: float | None = None,
+             score: Callable[[dict, Path], float] | None = None, **sweep_kw: Any) -> Tuned:
+        """Search ``optimizer``'s lr on a log grid of ``points`` lrs (ratio ``ratio``) centred on
+        ``center``, on the tuning seeds (or ``seeds``); extend past an edge while the best lr sits on
+        it, and, with ``plateau_tol``, also while an edge's median is within ``plateau_tol``
+        (relative) of the best, so an LR plateau measured on the grid is not cut by its edges.
+        ``score(summary, run_dir)`` (lower is better) replaces the final ``metric`` when given
+        (e.g. steps to a target)."""
+        if center <= 0 or ratio <= 1 or points < 3:
+            raise ValueError(f"tune({optimizer!r}): center={center}, ratio={ratio}, points={points} need "
+                             "center > 0, ratio > 1, points >= 3")
+        half = (points - 1) / 2
+        grid = [_round(center * ratio ** (i - half)) for i in range(points)]
+        extended = 0
+        while True:
+            items = self.sweep(workload, [optimizer], lrs=grid, seeds=list(seeds or self.tune_seeds), **sweep_kw)
+            value = score or (lambda s, d: final(s, metric, d))
+            med = {lr: float(np.median([value(s, d) for c, d, s in items if c.hparams["lr"] == lr])) for lr in grid}
+            sign = 1 if score else -1 if higher_is_better(metric) else 1
+            best = min(grid, key=lambda lr: (sign * med[lr], lr))
+            edge = best in (grid[0], grid[-1])
+            lo_flat = hi_flat = False
+            if plateau_tol is not None:
+                near = [lr for lr in grid if _within(med[lr], med[best], plateau_tol, sign)]
+                lo_flat, hi_flat = grid[0] in near, grid[-1] in near
+            if not (edge or lo_flat or hi_flat) or extended >= max_extend:
+                break
+            if best == grid[0] or lo_flat:
+                grid = [_round(grid[0] / ratio)] + grid
+            if best == grid[-1] or hi_flat:
+                grid = grid + [_round(grid[-1] * ratio)]
+            extended += 1
+        t = Tuned(arm or optimizer, best, grid, [med[lr] for lr in grid], not edge, extended, items)
+        self.tuning.append(t)
+        return t
+
+    def evaluate(self, workload: str, optimizer: str, lr: float, **sweep_kw: Any) -> list[Item]:
+        """``optimizer`` at ``lr`` on every evaluation seed."""
+        hp = {**sweep_kw.pop("hparams", {}), "lr": lr}
+        return self.sweep(workload, [optimizer], hparams=hp, **sweep_kw)
+
+    def arm(self, workload: str, optimizer: str, center: float, *, metric: str = "val/loss",
+            ratio: float = 2.0, points: int = 5, arm: str | None = None, **sweep_kw: Any
+            ) -> tuple[Tuned, list[Item]]:
+        """:meth:`tune` then :meth:`evaluate` at the tuned lr."""
+        t = self.tune(workload, optimizer, center, metric=metric, ratio=ratio, points=points, arm=arm,
+                      **sweep_kw)
+        return t, self.evaluate(workload, optimizer, t.lr, **sweep_kw)
+
+    def finish(self, tests: Sequence[Test], *, table: list[str], rule: str, numbers: dict | None = None,
+               plots: Sequence[str] = (), why: str = "") -> ClaimResult:
+        """The claim's verdict (Holm over the voted parts) and its result."""
+        verdict, tests = inf.decide(tests)
+        text = "; ".join(t.describe() for t in tests)
+        return ClaimResult(numbers=_jsonable(numbers or {}), table=table, plots=list(plots), rule=rule,
+                           verdict=verdict, why=(why + " " if why else "") + text,
+                           tests=[t.to_json() for t in tests],
+                           tuning=[t.to_json() for t in self.tuning])
 
 
 @dataclass
@@ -112,12 +219,13 @@ class Claim:
 
     Attributes:
         name: CLI name (``muonlab claims <name>``).
-        number: its number in issue 9's list (1..13).
+        number: its number in docs/claims.md.
         seed: the seed document (e.g. "000 MiMuon").
         quote: the claim, quoted from the seed.
-        setup: what is run, in words (workload, arms, metric, what "small" means).
+        setup: what is run and why it is a faithful test, in words.
         budgets: ``{"small": {...}, "full": {...}}`` settings handed to ``experiment``; "small" runs
-            in ≤ 15 minutes on 2 CPU cores, "full" is meant for a GPU.
+            in ≤ 15 minutes on 2 CPU cores with ≥ 8 seeds per arm, "full" is sized for one GPU for
+            about ten minutes.
         experiment: ``(Context) -> ClaimResult``.
     """
 
@@ -148,7 +256,9 @@ class Claim:
         ctx = Context(out, Path(fig_dir), fig_rel, budget, {**self.budgets[budget], **override}, log)
         t0 = time.perf_counter()
         result = self.experiment(ctx)
-        result.budget, result.seconds, result.seeds = budget, time.perf_counter() - t0, len(ctx.seeds)
+        result.budget, result.seconds = budget, time.perf_counter() - t0
+        result.seeds = int(ctx.cfg.get("instances", len(ctx.seeds))) if "instances" in ctx.cfg and \
+            "seeds" not in ctx.cfg else len(ctx.seeds)
         result.run_seconds = float(sum(ctx.run_seconds.values()))
         result.n_runs = len(ctx.run_seconds)
         write_json(self.result_path(out), result.to_json())
@@ -159,146 +269,58 @@ class Claim:
         return ClaimResult.from_json(read_json(path)) if path.exists() else None
 
 
-# ---- statistics: pure functions ------------------------------------------------------------------
+# ---- reading runs --------------------------------------------------------------------------------
 
-def mean_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: the mean with its 95% percentile-bootstrap CI (NaN CI below 2 values)."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return (math.nan, math.nan, math.nan)
-    if len(x) < 2:
-        return (float(x.mean()), math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    m = x[rng.integers(0, len(x), (N_BOOT, len(x)))].mean(axis=1)
-    return float(x.mean()), float(np.quantile(m, 0.025)), float(np.quantile(m, 0.975))
+def higher_is_better(metric: str) -> bool:
+    return "acc" in metric
 
-
-def diff_ci(a: Sequence[float], b: Sequence[float], seed: int = 0, *, paired: bool = False
-            ) -> tuple[float, float, float]:
-    """``mean(a) − mean(b)`` with a 95% bootstrap CI (each arm resampled; ``paired`` resamples
-    the per-seed differences instead)."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if paired:
-        return mean_ci((xa - xb).tolist(), seed)
-    if len(xa) < 2 or len(xb) < 2:
-        return (float(xa.mean() - xb.mean()) if len(xa) and len(xb) else math.nan, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    da = xa[rng.integers(0, len(xa), (N_BOOT, len(xa)))].mean(axis=1)
-    db = xb[rng.integers(0, len(xb), (N_BOOT, len(xb)))].mean(axis=1)
-    d = da - db
-    return float(xa.mean() - xb.mean()), float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
-
-
-def ratio_ci(a: Sequence[float], b: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """``mean(a) / mean(b)`` with a 95% bootstrap CI (each arm resampled)."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    r = float(xa.mean() / xb.mean())
-    if len(xa) < 2 or len(xb) < 2:
-        return (r, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    ra = xa[rng.integers(0, len(xa), (N_BOOT, len(xa)))].mean(axis=1)
-    rb = xb[rng.integers(0, len(xb), (N_BOOT, len(xb)))].mean(axis=1)
-    q = ra / rb
-    return r, float(np.quantile(q, 0.025)), float(np.quantile(q, 0.975))
-
-
-def loglog_slope(x: Sequence[float], ys: Sequence[Sequence[float]], seed: int = 0) -> tuple[float, float, float]:
-    """Slope of ``log y`` on ``log x`` for the seed-mean curve, with a 95% CI from resampling seeds.
-
-    ``ys[s][i]`` is seed s's value at ``x[i]``; values ≤ 0 are left out of a fit (log undefined).
-    """
-    x = np.log(np.asarray(x, dtype=float))
-    Y = np.asarray(ys, dtype=float)
-
-    def fit(mean_y: np.ndarray) -> float:
-        ok = mean_y > 0
-        if ok.sum() < 2:
-            return math.nan
-        return float(np.polyfit(x[ok], np.log(mean_y[ok]), 1)[0])
-
-    slope = fit(Y.mean(axis=0))
-    if len(Y) < 2:
-        return slope, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    boots = np.array([fit(Y[rng.integers(0, len(Y), len(Y))].mean(axis=0)) for _ in range(2000)])
-    boots = boots[np.isfinite(boots)]
-    if len(boots) == 0:
-        return slope, math.nan, math.nan
-    return slope, float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
-def ci_verdict(ci: tuple[float, float, float], favourable: str, *, n: int = MIN_SEEDS,
-               threshold: float = 0.0) -> str:
-    """Verdict from a CI ``(estimate, lo, hi)`` against ``threshold``.
-
-    ``favourable`` is ">" (the claim predicts values above the threshold) or "<". Supported when the
-    whole CI is on the favourable side, not supported when the whole CI is on the other side,
-    inconclusive when it straddles the threshold, is undefined, or fewer than 3 seeds ran.
-    """
-    _, lo, hi = ci
-    if n < MIN_SEEDS or not (math.isfinite(lo) and math.isfinite(hi)):
-        return INCONCLUSIVE
-    above, below = lo > threshold, hi < threshold
-    if favourable == ">":
-        return SUPPORTED if above else NOT_SUPPORTED if below else INCONCLUSIVE
-    if favourable == "<":
-        return SUPPORTED if below else NOT_SUPPORTED if above else INCONCLUSIVE
-    raise ValueError(f"favourable={favourable!r} must be '>' or '<'")
-
-
-def combine(verdicts: Sequence[str]) -> str:
-    """All parts supported → supported; any part not supported → not supported; else inconclusive."""
-    if verdicts and all(v == SUPPORTED for v in verdicts):
-        return SUPPORTED
-    if any(v == NOT_SUPPORTED for v in verdicts):
-        return NOT_SUPPORTED
-    return INCONCLUSIVE
-
-
-def fmt_ci(ci: tuple[float, float, float], fmt: str = ".3g") -> str:
-    """``1.59 [1.41, 1.77]``."""
-    m, lo, hi = (0.0 if isinstance(v, float) and abs(v) < 1e-12 else v for v in ci)  # float noise → 0
-    if not math.isfinite(lo):
-        return f"{m:{fmt}}" if math.isfinite(m) else "n/a"
-    return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return out
-
-
-# ---- reading sweep results -----------------------------------------------------------------------
 
 def rows_of(run_dir: Path) -> list[dict]:
     return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
-def final(summary: dict, metric: str) -> float:
-    """A run's final metric; a diverged run counts as +inf for losses and 0 for accuracies."""
+def final(summary: dict, metric: str, run_dir: Path | None = None) -> float:
+    """A run's final ``metric``. A diverged (or non-finite) run counts as no progress: its value at
+    the first evaluation when ``run_dir`` is given, else the worst value (+inf loss, 0 accuracy)."""
     v = summary.get(metric)
-    if summary.get("diverged") or v is None or not math.isfinite(v):
-        return 0.0 if "acc" in metric else math.inf
-    return float(v)
+    if not summary.get("diverged") and v is not None and math.isfinite(v):
+        return float(v)
+    if run_dir is not None:
+        first = next((r[metric] for r in rows_of(run_dir) if r.get(metric) is not None
+                      and math.isfinite(r[metric])), None)
+        if first is not None:
+            return float(first)
+    return 0.0 if higher_is_better(metric) else math.inf
 
 
-def group(results, key: Callable[[RunConfig], Any]) -> dict[Any, list[tuple[RunConfig, Path, dict]]]:
+def values(items: Sequence[Item], metric: str) -> list[float]:
+    """Final ``metric`` of each run (in seed order), diverged runs as no progress."""
+    return [final(s, metric, d) for _, d, s in items]
+
+
+def steps_to_fraction(metric: str, fraction: float) -> Callable[[dict, Path], float]:
+    """A tuning ``score``: the first evaluated step at which ``metric`` (a loss) is at most
+    ``fraction`` of its first evaluation; a run that never gets there scores twice its length.
+    For problems every lr fits to round-off (matrix sensing), final losses cannot rank lrs, but
+    the time to fit can."""
+    def score(summary: dict, run_dir: Path) -> float:
+        rows = [r for r in rows_of(run_dir) if r.get(metric) is not None]
+        if not rows or summary.get("diverged"):
+            return math.inf
+        target = fraction * rows[0][metric]
+        hit = next((r["step"] for r in rows if math.isfinite(r[metric]) and r[metric] <= target), None)
+        return float(hit) if hit is not None else 2.0 * rows[-1]["step"]
+    return score
+
+
+def diverged(items: Sequence[Item]) -> int:
+    return sum(bool(s.get("diverged")) for _, _, s in items)
+
+
+def group(results, key: Callable[[RunConfig], Any]) -> dict[Any, list[Item]]:
     out: dict[Any, list] = {}
     for item in results:
         out.setdefault(key(item[0]), []).append(item)
-    return out
-
-
-def best_lr(results, metric: str) -> dict[str, tuple[float, list[tuple[RunConfig, Path, dict]]]]:
-    """Per optimizer: the lr with the best median final ``metric`` over seeds and its runs."""
-    lower = "acc" not in metric
-    out = {}
-    for opt, items in group(results, lambda c: c.optimizer).items():
-        by_lr = group(items, lambda c: c.hparams["lr"])
-        med = {lr: float(np.median([final(s, metric) for _, _, s in its])) for lr, its in by_lr.items()}
-        lr = min(med, key=lambda k: (med[k] if lower else -med[k], k))  # ties: the smaller lr
-        out[opt] = (lr, by_lr[lr])
     return out
 
 
@@ -307,6 +329,29 @@ def first_step(rows: Sequence[dict], metric: str, target: float) -> int | None:
     from ..lab.stats import steps_to_target
 
     return steps_to_target(rows, metric, target)
+
+
+def gated(test: Test, *tuned: Tuned) -> Test:
+    """``test`` unless one of the arms it compares was not located on its grid; then untestable."""
+    notes = [t.note() for t in tuned if not t.located]
+    if not notes:
+        return test
+    return dataclasses.replace(inf.untestable(test.name, "; ".join(notes), primary=test.primary),
+                               interval=test.interval)
+
+
+# ---- output --------------------------------------------------------------------------------------
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def fmt_mean(values: Sequence[float], spec: str = ".3g") -> str:
+    """Mean and t interval of finite ``values`` (``n/a`` when none)."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return inf.mean_interval(v).fmt(spec) if v else "n/a"
 
 
 def save_fig(fig, ctx: Context, name: str) -> str:
@@ -321,3 +366,48 @@ def pyplot():
     from ..lab.plots import _pyplot
 
     return _pyplot()
+
+
+def _within(v: float, best: float, tol: float, sign: int) -> bool:
+    """``v`` within ``tol`` (relative) of ``best``: ≤ (1+tol)·best for losses, ≥ (1−tol)·best for accuracies."""
+    return v <= best + tol * abs(best) if sign > 0 else v >= best - tol * abs(best)
+
+
+def plateau_width(items: Sequence[Item], metric: str, tol: float) -> dict[int, float]:
+    """Per seed, the LR plateau in octaves: log2(max/min) of the grid lrs whose final ``metric`` is
+    within ``tol`` (relative) of that seed's best, plus one grid step (a single point counts as
+    one step: the grid's resolution). Diverged runs are outside the plateau."""
+    sign = -1 if higher_is_better(metric) else 1
+    per: dict[int, dict[float, float]] = {}
+    for cfg, d, s in items:
+        per.setdefault(cfg.seed, {})[cfg.hparams["lr"]] = final(s, metric, d) if not s.get("diverged") else (
+            -math.inf if sign < 0 else math.inf)
+    out = {}
+    for seed, by_lr in per.items():
+        lrs = sorted(by_lr)
+        best = min(by_lr.values()) if sign > 0 else max(by_lr.values())
+        near = [lr for lr in lrs if _within(by_lr[lr], best, tol, sign)]
+        step = math.log2(lrs[1] / lrs[0]) if len(lrs) > 1 else 1.0
+        out[seed] = math.log2(max(near) / min(near)) + step
+    return out
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, inf.Interval):
+        return x.to_json()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
+
+
+__all__ = ["Claim", "ClaimResult", "Context", "INCONCLUSIVE", "MIN_SEEDS", "NOT_SUPPORTED", "NOT_TESTED",
+           "SUPPORTED", "Tuned", "VERDICTS", "final", "first_step", "fmt_mean", "gated", "group", "md_table", "plateau_width",
+           "pyplot", "rows_of", "save_fig", "steps_to_fraction", "values"]

@@ -16,11 +16,11 @@ Vocabulary:
 * *steps-to-target* is the first evaluated step at which the metric reaches the target, so its
   resolution is the run's ``eval_every``.
 
-Statistics (stated in every report, :data:`SIGNIFICANCE_RULE`): per config, the mean
-steps-to-target over seeds with a 95% percentile-bootstrap CI; between a config and the baseline,
-the difference of means with a 95% bootstrap CI (10,000 resamples of each arm, seed 0) and Welch's
-t-test when scipy is installed. The difference is called significant only when every seed of both
-arms reached the target, each arm has at least 3 seeds, and the bootstrap CI excludes 0.
+Statistics (stated in every report, :data:`SIGNIFICANCE_RULE`) come from
+:mod:`muonlab.lab.inference`, the lab's one statistics layer: per config, the mean steps-to-target
+over seeds with its Student-t 95% interval; between a config and the baseline, the difference of
+means with Welch's interval and p-value. The difference is called significant only when every seed
+of both arms reached the target, each arm has at least 3 seeds, and the interval excludes 0.
 Following airbench and modded-nanogpt's records, results are distributions over seeds, not runs.
 """
 
@@ -33,16 +33,16 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from . import inference
 from .records import Run, fmt_value
 
 MIN_SEEDS = 3
-ALPHA = 0.05
-N_BOOT = 10_000
 SIGNIFICANCE_RULE = (
     f"A difference in steps-to-target is called significant when every seed of both configs "
-    f"reached the target, each has at least {MIN_SEEDS} seeds, and the 95% percentile-bootstrap CI "
-    f"of the difference of mean steps ({N_BOOT:,} resamples of each arm, seed 0) excludes 0. "
-    f"Welch's two-sided t-test p-value is shown alongside when scipy is installed."
+    f"reached the target, each has at least {MIN_SEEDS} seeds, and the 95% Welch t interval of the "
+    f"difference of mean steps excludes 0 (the two-sided Welch p-value is shown alongside). "
+    f"Intervals are t intervals valid at a handful of seeds; a percentile bootstrap over so few values "
+    f"is too short. One test per comparison; correct for the number of comparisons you read."
 )
 
 Config = tuple  # (workload, optimizer, ((setting, value text), ...)) — hashable
@@ -247,15 +247,11 @@ def auto_target(best: Sequence[BestLR], workload: str, metric: str) -> float:
     return max(vals) if lower else min(vals)
 
 
-def bootstrap_ci(values: Sequence[float], *, n_boot: int = N_BOOT, alpha: float = ALPHA,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap (1−alpha) CI of the mean of ``values`` (NaNs when fewer than 2)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) < 2:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """Student-t 95% interval of the mean of ``values`` (NaNs when fewer than 2), from
+    :mod:`muonlab.lab.inference`, the lab's one statistics layer."""
+    iv = inference.mean_interval(values)
+    return (iv.lo, iv.hi)
 
 
 @dataclass
@@ -277,38 +273,18 @@ def compare_steps(a: Sequence[int | None], b: Sequence[int | None], label: str =
     if any(s is None for s in a) or any(s is None for s in b):
         return Comparison(label, baseline, math.nan, (math.nan, math.nan), None, False,
                           "no claim: not every seed reached the target")
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = float(xa.mean() - xb.mean())
-    ci = (math.nan, math.nan)
-    if len(xa) >= 2 and len(xb) >= 2:
-        rng = np.random.default_rng(0)
-        da = xa[rng.integers(0, len(xa), (N_BOOT, len(xa)))].mean(axis=1)
-        db = xb[rng.integers(0, len(xb), (N_BOOT, len(xb)))].mean(axis=1)
-        ci = (float(np.quantile(da - db, ALPHA / 2)), float(np.quantile(da - db, 1 - ALPHA / 2)))
-    p = _welch_p(xa, xb)
-    if len(xa) < MIN_SEEDS or len(xb) < MIN_SEEDS:
-        return Comparison(label, baseline, diff, ci, p, False, f"no claim: fewer than {MIN_SEEDS} seeds")
-    significant = ci[0] > 0 or ci[1] < 0
+    iv = inference.welch_interval(a, b)
+    test = inference.t_test("a − b", iv, "!=")
+    p = test.p_for if math.isfinite(test.p_for) else None
+    if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS:
+        return Comparison(label, baseline, iv.estimate, (iv.lo, iv.hi), p, False,
+                          f"no claim: fewer than {MIN_SEEDS} seeds")
+    significant = iv.lo > 0 or iv.hi < 0
     if not significant:
         verdict = "not significant"
     else:
-        verdict = "significantly fewer steps" if diff < 0 else "significantly more steps"
-    return Comparison(label, baseline, diff, ci, p, significant, verdict)
-
-
-def _welch_p(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Two-sided Welch t-test p-value, or None without scipy or with zero variance."""
-    if len(a) < 2 or len(b) < 2 or (a.var() == 0 and b.var() == 0):
-        return None
-    try:
-        from scipy.stats import ttest_ind
-    except ImportError:
-        return None
-    import warnings
-
-    with warnings.catch_warnings():  # near-identical samples only warn about precision
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(ttest_ind(a, b, equal_var=False).pvalue)
+        verdict = "significantly fewer steps" if iv.estimate < 0 else "significantly more steps"
+    return Comparison(label, baseline, iv.estimate, (iv.lo, iv.hi), p, significant, verdict)
 
 
 @dataclass
@@ -342,7 +318,7 @@ def target_table(runs: Sequence[Run], metric: str, best: Sequence[BestLR],
         every = int(seeds[0].config["run"].get("eval_every", 0))
         out.append(TargetRow(row.workload, row.label, row.lr, target, steps,
                              float(np.mean(got)) if got else math.nan,
-                             bootstrap_ci(got) if len(got) == len(steps) else (math.nan, math.nan), every))
+                             mean_ci(got) if len(got) == len(steps) else (math.nan, math.nan), every))
     return out
 
 

@@ -146,7 +146,15 @@ def _as_mm_operand(X: Tensor) -> Tensor:
 
 
 def _mm(A: Tensor, B: Tensor) -> Tensor:
+    if B.dtype in _HALF and B.shape[-1] * B.shape[-2] <= _TINY and not B.is_contiguous():
+        # CPU bf16 GEMM with a transposed operand of at most ~8×8 takes milliseconds (measured
+        # 16 ms for 6×6 against 5 µs contiguous, torch 2.13); copying the tiny operand costs nothing.
+        B = B.contiguous()
     return torch.mm(A, B) if A.ndim == 2 else torch.bmm(A, B)
+
+
+_HALF = (torch.bfloat16, torch.float16)
+_TINY = 256
 
 
 def _addmm(C: Tensor, A: Tensor, B: Tensor, beta: float, alpha: float = 1.0) -> Tensor:

@@ -44,7 +44,10 @@ values (cost ≤ Muon), and fixes the orthogonalized fraction (≈ ortho_prob) s
 
 Scales: the Muon branch moves ``η·s`` in spectral norm, the SGD branch ``η·c·‖X‖``, with X at
 gradient scale (EMA form). With one η (the faithful ``c = 1``) the SGD steps are usually far
-smaller than the Muon steps; ``sgd_lr_scale`` sets their ratio [RECON]. In accumulate form
+smaller than the Muon steps (about 0.5% of one on mlp_digits), so MiMuon then behaves like Muon
+skipping some of its steps; ``sgd_lr_scale`` sets their ratio [RECON], and
+``sgd_step="rms_matched"`` rescales each SGD-branch matrix to the Frobenius norm of the Muon branch,
+``s·√min(m, n)``, so both branches move comparable steps (the direction stays the momentum's). In accumulate form
 (``momentum_form="accumulate"``) X is ``1/(1−μ)`` times larger.
 
 Diagnostics: per parameter, ``state["ortho_steps"]`` (matrix-steps that took the Muon branch),
@@ -71,6 +74,7 @@ from .state import PARAM, Slot
 
 RULES = ("gap", "bernoulli", "periodic", "blend")
 GAP_MODES = ("absolute", "relative_to_sigma1", "relative_to_fro")
+SGD_STEPS = ("faithful", "rms_matched")
 
 # A counter-based uniform draw (see .seeding); kept under this name for MiMuon's docs and tests.
 bernoulli_uniform = counter_uniform
@@ -140,6 +144,8 @@ class MiMuonRule(MatrixRule):
         "period": H.Hyper(2, "orthogonalize every period-th step (rule='periodic')", kind="int", low=1),
         "blend": H.Hyper(0.5, "weight α of the SGD branch (rule='blend'; MuSGD: 0.5)", low=0.0, high=1.0),
         "sgd_lr_scale": H.Hyper(1.0, "SGD-branch step = η·sgd_lr_scale·M (1 = faithful)", low=0.0),
+        "sgd_step": H.Hyper("faithful", "SGD-branch size: 'faithful' (η·c·X) or 'rms_matched' (η·c·X rescaled "
+                            "to the Muon branch's RMS)", kind="choice", choices=SGD_STEPS),
     }
     # matrix_fn reads and writes only plain-number state (counters, draw key) and the last κ, which
     # distributed executors copy back to every rank; no tensor state is needed whole on the owner.
@@ -206,12 +212,14 @@ class MiMuonRule(MatrixRule):
         if group["rule"] == "blend":
             alpha = group["blend"]
             D = X * (alpha * c)  # a new tensor: X may be the momentum buffer itself
+            if group["sgd_step"] == "rms_matched":
+                D.mul_(_rms_match(X, s))
             if alpha < 1.0:
                 D.add_(orthogonalize_group(X, group), alpha=(1 - alpha) * s)
             return D
         if all(ortho):
             return orthogonalize_group(X, group).mul_(s)
-        D = X * c  # a new tensor: X may be the momentum buffer itself
+        D = X * c if group["sgd_step"] == "faithful" else X * (c * _rms_match(X, s))  # a new tensor
         idx = [i for i, o in enumerate(ortho) if o]
         if idx:
             rows = torch.tensor(idx, device=X.device)
@@ -220,6 +228,14 @@ class MiMuonRule(MatrixRule):
 
     def post(self, p: Tensor, O: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
         return O, scalar(group["lr"])  # the branch scales are already in O
+
+
+def _rms_match(X: Tensor, s: float) -> Tensor:
+    """Per matrix, the factor that gives ``X`` the Frobenius norm of ``s·polar(X)``, s·√min(m, n)
+    (full rank assumed), shaped to broadcast over the batch (a zero matrix keeps factor 0)."""
+    norm = X.flatten(1).norm(dim=1).clamp_min(torch.finfo(X.dtype).tiny)
+    target = s * math.sqrt(min(X.size(-2), X.size(-1)))
+    return (target / norm).view(-1, *([1] * (X.dim() - 1))).to(X.dtype)
 
 
 def orthogonalized_fraction(optimizer: torch.optim.Optimizer) -> dict[str, float]:

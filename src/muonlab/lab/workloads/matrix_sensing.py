@@ -13,6 +13,12 @@ seed reports that Muon stabilises at a nuclear norm ~1.3–2× the minimum (e.g.
 flattens the spectrum instead. The reference ``min ‖X‖_* s.t. ⟨A_k, X⟩ = y_k`` is solved with CVXPY
 when installed (``pip install muonlab[sensing]``); without it ``val/nuc_ratio`` is left out.
 
+Evaluation also reports the *frame alignment* of the weight and the full-batch gradient
+``G = ∇L(W) = (1/d) Σ_k (⟨A_k, W⟩ − y_k) A_k`` (seed 003's Figure 7):
+``‖sin Θ‖_F = (k − ‖U_Wᵀ U_G‖_F²)^{1/2}`` between the top-k left singular subspaces of W and G, and
+the same for the right ones (Davis–Kahan; Yu, Wang & Samworth, arXiv 1405.0680), with
+``k = rank(W*)`` unless the ``frame_k`` knob says otherwise [RECON: the seed does not state k].
+
 The whole instance is CPU-fast (a 6×6 matrix), so this workload doubles as a test fixture.
 """
 
@@ -60,6 +66,19 @@ def spectrum_stats(W: Tensor) -> dict[str, float]:
             "entropy": entropy}
 
 
+def relative_gap(M: Tensor, k: int) -> float:
+    """``(σ_k − σ_{k+1})/σ₁`` of ``M`` (float64; σ_{k+1} = 0 when k = min(p, n); 0 for M = 0).
+
+    The top-k singular subspace is well defined only when this gap is positive, and Davis–Kahan
+    bounds its sensitivity by ``‖perturbation‖/(σ_k − σ_{k+1})``: a small gap makes ``‖sin Θ‖_F``
+    between that subspace and another unstable."""
+    s = torch.linalg.svdvals(M.detach().double())
+    if s[0] <= 0:
+        return 0.0
+    nxt = s[k] if k < len(s) else s.new_zeros(())
+    return float((s[k - 1] - nxt) / s[0])
+
+
 @dataclass
 class MatrixSensing(Workload):
     """Underdetermined matrix sensing with a known low-rank truth and a nuclear-norm reference.
@@ -71,6 +90,7 @@ class MatrixSensing(Workload):
         instance: seed of the problem (A, W*); the training ``seed`` only sets W₀ (default 0).
         init_scale: standard deviation of W₀'s entries (default 1e-3 [RECON]).
         noise: standard deviation of additive measurement noise (default 0).
+        frame_k: k of the frame-alignment metrics ``val/sin_theta*`` (default 0 = ``rank``).
     """
 
     name = "matrix_sensing"
@@ -87,11 +107,15 @@ class MatrixSensing(Workload):
     instance: int = 0
     init_scale: float = 1e-3
     noise: float = 0.0
+    frame_k: int = 0
 
     def __post_init__(self) -> None:
         if min(self.p, self.n, self.d, self.rank) < 1 or self.rank > min(self.p, self.n):
             raise ValueError(f"matrix_sensing: need p, n, d >= 1 and 1 <= rank <= min(p, n); got "
                              f"p={self.p}, n={self.n}, d={self.d}, rank={self.rank}")
+        if not 0 <= self.frame_k <= min(self.p, self.n):
+            raise ValueError(f"matrix_sensing: frame_k={self.frame_k} must be in [0, min(p, n)] "
+                             "(0 = rank)")
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -122,7 +146,14 @@ class MatrixSensing(Workload):
         residual = (self.A * model.W.weight).sum((1, 2)) - self.y
         return 0.5 * (residual**2).mean()
 
+    def gradient(self, W: Tensor) -> Tensor:
+        """The full-batch gradient ``∇L(W) = (1/d) Σ_k (⟨A_k, W⟩ − y_k) A_k`` (closed form)."""
+        residual = (self.A * W).sum((1, 2)) - self.y
+        return torch.einsum("k,kpn->pn", residual, self.A) / self.d
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
+        from ...diagnostics.spectrum import frame_alignment
+
         W = model.W.weight.detach()
         stats = spectrum_stats(W)
         out = {"val/loss": self.loss(model, None).item(),
@@ -130,6 +161,12 @@ class MatrixSensing(Workload):
                **{f"val/{k}": v for k, v in stats.items()}}
         if self.nuc_min:
             out["val/nuc_ratio"] = stats["nuclear_norm"] / self.nuc_min
+        G = self.gradient(W)
+        k = self.frame_k or self.rank
+        frame = frame_alignment(W, G, k)
+        out.update({"val/sin_theta": float(frame["max"]), "val/sin_theta_left": float(frame["left"]),
+                    "val/sin_theta_right": float(frame["right"]), "val/grad_norm": float(G.norm()),
+                    "val/frame_gap_w": relative_gap(W, k), "val/frame_gap_g": relative_gap(G, k)})
         return out
 
     def routing(self) -> dict:
