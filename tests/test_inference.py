@@ -42,7 +42,8 @@ def test_welch_matches_scipy():
     res = stats.ttest_ind(a, b, equal_var=False)
     ci = res.confidence_interval(0.95)
     assert (iv.lo, iv.hi) == pytest.approx((ci.low, ci.high))
-    assert inf.t_test("a != b", iv, "!=").p_for == pytest.approx(res.pvalue)
+    # "!=" votes with the smaller one-sided p, so it agrees with the 95% interval excluding 0
+    assert inf.t_test("a != b", iv, "!=").p_for == pytest.approx(res.pvalue / 2)
 
 
 def test_paired_ratio_and_slope():
@@ -146,6 +147,8 @@ def test_false_positive_rate_of_a_paired_claim(noise):
         verdicts.append(_decide_one(inf.t_test("a − b > 0", inf.paired_interval(a, b), ">")))
     assert _rate(verdicts) <= 0.06
     assert _rate(verdicts, inf.NOT_SUPPORTED) <= 0.06
+    if noise == "normal":  # exact t: the nominal one-sided 2.5%, so the threshold itself is pinned
+        assert 0.015 <= _rate(verdicts) <= 0.035
 
 
 def test_false_positive_rate_of_welch_and_ratio_claims():
@@ -156,7 +159,7 @@ def test_false_positive_rate_of_welch_and_ratio_claims():
         welch.append(_decide_one(inf.t_test("a > b", inf.welch_interval(a, b), ">")))
         ra, rb = rng.lognormal(0, 0.5, N), rng.lognormal(0, 0.5, N)
         ratio.append(_decide_one(inf.t_test("a/b > 1", inf.ratio_interval(ra, rb, paired=True), ">", threshold=1.0)))
-    assert _rate(welch) <= 0.06 and _rate(ratio) <= 0.06
+    assert 0.01 <= _rate(welch) <= 0.06 and 0.01 <= _rate(ratio) <= 0.06
 
 
 def test_false_positive_rate_of_equivalence_at_the_margin():
@@ -164,7 +167,7 @@ def test_false_positive_rate_of_equivalence_at_the_margin():
     rng = np.random.default_rng(4)
     verdicts = [_decide_one(inf.t_test("≈", inf.mean_interval(rng.normal(0.5, 0.3, N)), "equivalent", margin=0.5))
                 for _ in range(SIMS)]
-    assert _rate(verdicts) <= 0.06
+    assert 0.01 <= _rate(verdicts) <= 0.06
 
 
 def test_familywise_error_of_a_union_and_of_holm():
@@ -187,3 +190,47 @@ def test_power_for_the_stated_effect():
                 for _ in range(SIMS)]
     assert _rate(verdicts) >= 0.80
     assert inf.required_n(1.25) <= N
+
+
+def test_power_of_each_path():
+    """The other paths detect a stated effect too (so their low false-positive rates are not
+    vacuous): Welch at 1.75 SD (n = 8 + 8), a paired log-ratio at 1.25 SD of the log, TOST when
+    the truth is 0 and the margin is 1.25 SD, a union of four parts of which one has 1.5 SD."""
+    rng = np.random.default_rng(7)
+    welch, ratio, tost, union, three = [], [], [], [], []
+    for _ in range(SIMS // 3):
+        welch.append(_decide_one(inf.t_test("a > b", inf.welch_interval(rng.normal(1.75, 1, N), rng.normal(0, 1, N)), ">")))
+        ra = np.exp(rng.normal(1.25, 1, N))
+        ratio.append(_decide_one(inf.t_test("a/b > 1", inf.ratio_interval(ra, np.ones(N), paired=True), ">",
+                                            threshold=1.0)))
+        tost.append(_decide_one(inf.t_test("≈", inf.mean_interval(rng.normal(0, 1, N)), "equivalent", margin=1.25)))
+        parts = [inf.t_test(f"p{k}", inf.mean_interval(rng.normal(1.5 if k == 0 else 0, 1, N)), ">") for k in range(4)]
+        union.append(_decide_one(inf.any_of("some", parts)))
+        three.append(inf.decide([inf.t_test(f"p{k}", inf.mean_interval(rng.normal(1.25, 1, N)), ">")
+                                 for k in range(3)])[0])
+    assert _rate(welch) >= 0.75 and _rate(ratio) >= 0.8 and _rate(tost) >= 0.5 and _rate(union) >= 0.7
+    assert _rate(three) >= 0.5  # a three-part claim at 1.25 SD per part (documented: about 60%)
+
+
+def test_identical_values_give_the_sign_test_p():
+    iv = inf.mean_interval([2.0] * 8)
+    assert iv.se == 0 and inf.t_test("x > 1", iv, ">", threshold=1.0).p_for == pytest.approx(0.5 ** 8)
+    few = inf.mean_interval([2.0] * 3)
+    assert _decide_one(inf.t_test("x > 1", few, ">", threshold=1.0)) == inf.INCONCLUSIVE  # 1/8 is no evidence
+
+
+def test_ratio_thresholds_and_margins_are_checked():
+    iv = inf.ratio_interval([1.1, 1.2, 1.15], [1.0, 1.0, 1.0], paired=True)
+    with pytest.raises(ValueError, match="positive threshold"):
+        inf.t_test("r", iv, ">")
+    with pytest.raises(ValueError, match="factor"):
+        inf.t_test("r", iv, "equivalent", threshold=1.0, margin=0.1)
+
+
+def test_gating_keeps_a_reported_part_reported():
+    from muonlab.claims.base import Tuned, gated
+
+    stuck = Tuned("arm", 1.0, [0.25, 0.5, 1.0], [3.0, 2.0, 1.0], False, 4)
+    reported = gated(inf.t_test("control", inf.mean_interval([1.0, 2.0, 3.0]), ">", voted=False), stuck)
+    up = inf.t_test("up", inf.mean_interval([1.0, 1.1, 0.9, 1.2, 1.0, 1.05, 0.95, 1.0]), ">", primary=True)
+    assert not reported.voted and inf.decide([up, reported])[0] == inf.SUPPORTED

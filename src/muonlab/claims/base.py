@@ -22,12 +22,13 @@ as making no progress: its final metric is its first evaluation's value.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -98,17 +99,29 @@ class Tuned:
     located: bool
     extended: int
     runs: list = field(default_factory=list)
+    plateau_located: bool = True
+    flat: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"arm": self.arm, "lr": self.lr, "grid": self.grid, "medians": self.medians,
-                "located": self.located, "extended": self.extended}
+                "located": self.located, "extended": self.extended, "plateau_located": self.plateau_located,
+                "flat": self.flat}
 
     def note(self) -> str:
         """Why tests using this arm cannot vote ('' when its optimum was located)."""
+        if self.flat:
+            return f"{self.arm}: every lr of {self.grid[0]:g}…{self.grid[-1]:g} scored the same (no optimum to locate)"
         if self.located:
             return ""
         return (f"{self.arm}'s best lr {self.lr:g} is on the edge of its grid "
                 f"{self.grid[0]:g}…{self.grid[-1]:g} after {self.extended} extensions")
+
+    def plateau_note(self) -> str:
+        """Why a plateau measured on this arm's grid cannot vote ('' when it is interior)."""
+        if not self.located or self.flat:
+            return self.note()
+        return "" if self.plateau_located else (f"{self.arm}'s LR plateau still touches an edge of "
+                                                f"{self.grid[0]:g}…{self.grid[-1]:g}")
 
 
 @dataclass
@@ -143,8 +156,9 @@ class Context:
 
         steps = steps if steps is not None else int(self.cfg.get("steps", 0))
         run.setdefault("checkpoint_every", max(steps, 1) if steps else 10**9)
-        base = RunConfig(workload, "", steps=steps, knobs=dict(knobs or {}), hparams=dict(hparams or {}),
-                         device="cpu", **run)
+        # small budgets are sized (and their verdicts pinned) on CPU; full budgets take a GPU when present
+        run.setdefault("device", self.cfg.get("device", "cpu" if self.budget == "small" else "auto"))
+        base = RunConfig(workload, "", steps=steps, knobs=dict(knobs or {}), hparams=dict(hparams or {}), **run)
         res = sweep(workload, list(optimizers), self.out / "runs", seeds=list(seeds or self.seeds), lrs=lrs,
                     grid=grid, base=base, progress=False, log=self.log)
         for _, run_dir, summary in res:
@@ -174,18 +188,20 @@ class Context:
             sign = 1 if score else -1 if higher_is_better(metric) else 1
             best = min(grid, key=lambda lr: (sign * med[lr], lr))
             edge = best in (grid[0], grid[-1])
+            flat = len(set(med.values())) == 1  # e.g. every lr censored at the budget: nothing to locate
             lo_flat = hi_flat = False
             if plateau_tol is not None:
                 near = [lr for lr in grid if _within(med[lr], med[best], plateau_tol, sign)]
                 lo_flat, hi_flat = grid[0] in near, grid[-1] in near
-            if not (edge or lo_flat or hi_flat) or extended >= max_extend:
+            if flat or not (edge or lo_flat or hi_flat) or extended >= max_extend:
                 break
             if best == grid[0] or lo_flat:
                 grid = [_round(grid[0] / ratio)] + grid
             if best == grid[-1] or hi_flat:
                 grid = grid + [_round(grid[-1] * ratio)]
             extended += 1
-        t = Tuned(arm or optimizer, best, grid, [med[lr] for lr in grid], not edge, extended, items)
+        t = Tuned(arm or optimizer, best, grid, [med[lr] for lr in grid], not edge and not flat, extended, items,
+                  plateau_located=not (lo_flat or hi_flat), flat=flat)
         self.tuning.append(t)
         return t
 
@@ -331,12 +347,13 @@ def first_step(rows: Sequence[dict], metric: str, target: float) -> int | None:
     return steps_to_target(rows, metric, target)
 
 
-def gated(test: Test, *tuned: Tuned) -> Test:
-    """``test`` unless one of the arms it compares was not located on its grid; then untestable."""
-    notes = [t.note() for t in tuned if not t.located]
+def gated(test: Test, *tuned: Tuned, plateau: bool = False) -> Test:
+    """``test`` unless one of the arms it compares was not located on its grid (with ``plateau``:
+    or its LR plateau still touches an edge); then untestable, keeping its role."""
+    notes = [n for n in ((t.plateau_note() if plateau else t.note()) for t in tuned) if n]
     if not notes:
         return test
-    return dataclasses.replace(inf.untestable(test.name, "; ".join(notes), primary=test.primary),
+    return dataclasses.replace(inf.untestable(test.name, "; ".join(notes), primary=test.primary, voted=test.voted),
                                interval=test.interval)
 
 
@@ -373,10 +390,13 @@ def _within(v: float, best: float, tol: float, sign: int) -> bool:
     return v <= best + tol * abs(best) if sign > 0 else v >= best - tol * abs(best)
 
 
-def plateau_width(items: Sequence[Item], metric: str, tol: float) -> dict[int, float]:
-    """Per seed, the LR plateau in octaves: log2(max/min) of the grid lrs whose final ``metric`` is
-    within ``tol`` (relative) of that seed's best, plus one grid step (a single point counts as
-    one step: the grid's resolution). Diverged runs are outside the plateau."""
+def plateau_width(items: Sequence[Item], metric: str, tol: float, reference: float | None = None
+                  ) -> dict[int, float]:
+    """Per seed, the LR plateau in octaves: the contiguous run of grid lrs around the seed's best
+    whose final ``metric`` is within a band of the best, log2(max/min) plus one grid step (a single
+    point counts as one step: the grid's resolution). The band is ``tol·|reference|`` when a
+    reference is given (compare arms with one absolute band, so a worse optimum does not earn a
+    wider plateau), else ``tol·|best|``. Diverged runs are outside the plateau."""
     sign = -1 if higher_is_better(metric) else 1
     per: dict[int, dict[float, float]] = {}
     for cfg, d, s in items:
@@ -385,11 +405,38 @@ def plateau_width(items: Sequence[Item], metric: str, tol: float) -> dict[int, f
     out = {}
     for seed, by_lr in per.items():
         lrs = sorted(by_lr)
-        best = min(by_lr.values()) if sign > 0 else max(by_lr.values())
-        near = [lr for lr in lrs if _within(by_lr[lr], best, tol, sign)]
+        i = min(range(len(lrs)), key=lambda k: sign * by_lr[lrs[k]])
+        best = by_lr[lrs[i]]
+        band = tol * abs(reference if reference is not None else best)
+
+        def near(k: int) -> bool:
+            return (by_lr[lrs[k]] <= best + band) if sign > 0 else (by_lr[lrs[k]] >= best - band)
+
+        lo = hi = i
+        while lo > 0 and near(lo - 1):
+            lo -= 1
+        while hi < len(lrs) - 1 and near(hi + 1):
+            hi += 1
         step = math.log2(lrs[1] / lrs[0]) if len(lrs) > 1 else 1.0
-        out[seed] = math.log2(max(near) / min(near)) + step
+        out[seed] = math.log2(lrs[hi] / lrs[lo]) + step
     return out
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the block, the previous setting restored afterwards.
+
+    Monte-Carlo claims are many small tensor operations: on a loaded 2-core machine intra-op
+    threads mostly hand work back and forth (measured up to ~100× slower), and one thread is as
+    fast unloaded."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _round(x: float) -> float:
@@ -409,5 +456,5 @@ def _jsonable(x: Any) -> Any:
 
 
 __all__ = ["Claim", "ClaimResult", "Context", "INCONCLUSIVE", "MIN_SEEDS", "NOT_SUPPORTED", "NOT_TESTED",
-           "SUPPORTED", "Tuned", "VERDICTS", "final", "first_step", "fmt_mean", "gated", "group", "md_table", "plateau_width",
+           "SUPPORTED", "Tuned", "VERDICTS", "final", "first_step", "fmt_mean", "gated", "group", "md_table", "one_thread", "plateau_width",
            "pyplot", "rows_of", "save_fig", "steps_to_fraction", "values"]

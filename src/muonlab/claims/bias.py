@@ -14,7 +14,6 @@ margin ``γ(W)/‖W‖_N`` is divided by the norm's optimum ``γ*_N`` (computed 
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Sequence
 
@@ -25,7 +24,7 @@ from .base import Claim, ClaimResult, Context, Tuned, fmt_mean, gated, md_table,
 
 #: The norms compared: spectral ‖W‖₂ (largest singular value), entrywise max |W_ij|, Frobenius.
 NORMS = ("spectral", "linf", "fro")
-NORM_LABEL = {"spectral": "spectral ‖W‖₂", "linf": "entrywise ℓ∞ max|W_ij|", "fro": "Frobenius ‖W‖_F"}
+NORM_LABEL = {"spectral": "spectral ‖W‖₂", "linf": "entrywise ℓ∞ (largest abs entry)", "fro": "Frobenius ‖W‖_F"}
 #: Each optimizer's own norm (its steepest-descent geometry).
 OWN_NORM = {"muon": "spectral", "signum": "linf", "gd": "fro", "adam": "linf"}
 OPTIMIZERS = ("muon", "signum", "gd", "adam")
@@ -294,7 +293,7 @@ def _plot_bias(ratios, optimizers):
     ax.set_xticks(range(len(NORMS)), [NORM_LABEL[nm] for nm in NORMS], fontsize=8)
     ax.set(ylabel="normalized margin / max-margin", ylim=(min(0.0, ax.get_ylim()[0]), 1.02))
     ax.axhline(1.0, color="k", lw=0.7)
-    ax.legend(fontsize=7, ncol=len(optimizers))
+    ax.legend(fontsize=7, ncol=len(optimizers), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -307,10 +306,13 @@ CLAIMS = [
         "descent trajectories under a decaying learning rate schedule, proving that these algorithms too have a "
         "bias towards KKT points of the corresponding margin maximization problem. [...] Our experiments "
         "corroborate the theory and show that the identity of the margin maximized depends on the choice of "
-        "optimizer. (Gronich & Vardi, \"The Implicit Bias of Adam and Muon on Smooth Homogeneous Neural "
-        "Networks\", arXiv 2602.16340, abstract in seed 001; seed 004 lists Fan, Schmidt & Thrampoulidis, "
-        "\"Implicit Bias of Spectral Descent and Muon on Multiclass Separable Data\", arXiv 2502.04664)",
-        "A linear multiclass classifier (a 1-homogeneous smooth model) W ∈ R^{k×d} on separable synthetic data "
+        "optimizer.",
+        "Source: the abstract of Gronich & Vardi, \"The Implicit Bias of Adam and Muon on Smooth Homogeneous "
+        "Neural Networks\" (arXiv 2602.16340), one of the abstracts in seed 001; seed 004 lists the multiclass "
+        "separable case (Fan, Schmidt & Thrampoulidis, \"Implicit Bias of Spectral Descent and Muon on "
+        "Multiclass Separable Data\", arXiv 2502.04664: \"Analyzes the implicit bias of spectral descent methods "
+        "(including Muon) on separable multiclass data.\"). A linear multiclass classifier (a 1-homogeneous "
+        "smooth model) W ∈ R^{k×d} on separable synthetic data "
         "(Gaussian inputs labelled by a random teacher; one dataset per seed), trained from W = 0 with cross-entropy "
         "and full-batch steps W ← W − η_t·D, η_t = η₀/√(t+1), EMA momentum 0.9, where D is the unit steepest-descent "
         "direction of the momentum in the optimizer's norm: Muon = exact polar factor (spectral), Signum = sign "

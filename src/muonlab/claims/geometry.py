@@ -3,7 +3,7 @@
 * 22 ``frame_alignment`` (seed 003, Beneventano, Abdelmoneum, Poggio, arXiv 2606.08388, Figure 7):
   during Muon training on matrix sensing, the top-k singular subspaces of the weight W and of the
   full-batch gradient G stay aligned, ``‖sin Θ‖_F < 0.1`` after the transient. Measured by the
-  workload's ``val/sin_theta`` (see :func:`sin_theta` for the definition and k).
+  workload's ``val/sin_theta`` (see :func:`frame_sin_theta` for the definition and k).
 * 23 ``sensing_large_instance`` (seed 003, Figure 3 left): on a large underdetermined instance
   (p = n = 50, d = 20) Muon's nuclear norm stays a non-diminishing factor above the CVXPY minimum
   (the seed: 20.3 vs 14.1, 1.44×, one instance; here 8 instances).
@@ -15,8 +15,8 @@
 
 The sensing claims replicate over problem instances (A, W*): instance i is trained from init
 seed i, and tuning uses instances and seeds ≥ 1000 (:data:`muonlab.claims.base.TUNE_SEED0`), never
-the evaluation ones. Every experiment runs torch single-threaded (restored afterwards): on 2
-busy shared cores, torch's default thread pool made these tiny runs an order of magnitude slower.
+the evaluation ones. Every experiment runs torch single-threaded (:func:`~muonlab.claims.base.one_thread`):
+on 2 busy shared cores, torch's default thread pool made these tiny runs an order of magnitude slower.
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..lab import inference as inf
-from ..lab.inference import mean_interval, paired_interval, ratio_interval, t_test, untestable
-from .base import (TUNE_SEED0, Claim, ClaimResult, Context, Tuned, final, fmt_mean, gated, md_table, pyplot,
-                   rows_of, save_fig, values)
+from ..lab.inference import mean_interval, ratio_interval, t_test, untestable
+from .base import (TUNE_SEED0, Claim, ClaimResult, Context, Tuned, final, fmt_mean, gated, md_table, one_thread,
+                   pyplot, rows_of, save_fig, values)
 
 # ---- math ---------------------------------------------------------------------------------------
 
@@ -100,19 +99,6 @@ def value_at(rows: Sequence[dict], metric: str, step: float) -> float:
 
 
 # ---- shared helpers ----------------------------------------------------------------------------
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """torch single-threaded for the block (the previous setting is restored)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
 
 def reported(test: inf.Test) -> inf.Test:
     """``test`` as a reported-only part (also after :func:`gated` made it untestable)."""
@@ -372,7 +358,8 @@ def freon_kaon(ctx: Context) -> ClaimResult:
     first = next(iter(c["workloads"]))
     with one_thread():
         for wl, w in c["workloads"].items():
-            run = {"steps": int(w["steps"]), "knobs": dict(w.get("knobs", {})), "eval_every": int(w.get("eval_every", 0))}
+            run = {"steps": int(w["steps"]), "knobs": dict(w.get("knobs", {})),
+                   "eval_every": int(w.get("eval_every", 0))}
             tuned, vals, accs = {}, {}, {}
             for arm, (opt, hp) in arm_specs.items():
                 tuned[arm], items = ctx.arm(wl, opt, center_lr(opt), hparams=hp, arm=f"{arm} on {wl}", **run)
@@ -419,6 +406,8 @@ def freon_kaon(ctx: Context) -> ClaimResult:
 
 
 def _spectra_plot(ctx: Context, curves: dict, workloads: list[str], arms: list[str]) -> str:
+    from matplotlib.ticker import NullFormatter
+
     plt = pyplot()
     fig, axes = plt.subplots(1, len(workloads), figsize=(4.2 * len(workloads), 3.2), squeeze=False)
     for ax, wl in zip(axes[0], workloads):
@@ -427,6 +416,7 @@ def _spectra_plot(ctx: Context, curves: dict, workloads: list[str], arms: list[s
             x = np.asarray(grid) / grid[int(np.argmin(med))]
             ax.plot(x, med, "o-", label=arm, ms=3)
         ax.set(xscale="log", yscale="log", title=wl, xlabel="lr / arm's tuned lr", ylabel="median final val loss")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return save_fig(fig, ctx, "freon_kaon_spectra")

@@ -37,17 +37,17 @@ multi-step runs do, and get a per-optimizer grid (:func:`tune_step_size`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..lab.inference import (paired_interval, ratio_interval, slope_interval, t_test,
                              untestable)
-from .base import Claim, ClaimResult, Context, TUNE_SEED0, Tuned, fmt_mean, gated, md_table, pyplot, save_fig
+from .base import (Claim, ClaimResult, Context, TUNE_SEED0, Tuned, fmt_mean, gated, md_table, one_thread, pyplot,
+                   save_fig)
 
 PAPER = "arXiv 2603.26554"
 SEED_DOC = "001 hyperparameter transfer"
@@ -301,18 +301,6 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@contextlib.contextmanager
-def _threads() -> Iterator[None]:
-    """One intra-op thread on the CPU while the experiment runs (these are small matrices: on a
-    shared 2-core machine extra threads mostly spin), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _instance(d: int, keys_per_dim: int, alpha: float, seed: int, dev: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n = keys_per_dim * d
@@ -332,7 +320,7 @@ def _reported(test):
 
 def capacity_experiment(ctx: Context) -> ClaimResult:
     """One-step capacity of Muon vs SGD over d (N = keys_per_dim·d), plus a reported multi-step run."""
-    with _threads():
+    with one_thread():
         return _capacity(ctx)
 
 
@@ -488,7 +476,7 @@ def spectral_maps(g: torch.Tensor, exponents: dict[str, float | None]) -> dict[s
 
 def critical_batch_experiment(ctx: Context) -> ClaimResult:
     """One-step weighted error vs B for each update map, and each map's critical batch size."""
-    with _threads():
+    with one_thread():
         return _critical(ctx)
 
 

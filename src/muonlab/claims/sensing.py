@@ -56,7 +56,13 @@ def _arm_runs(ctx: Context, arm: str, workload: str = "matrix_sensing", knobs: d
 
 
 def _per_instance(runs: dict[int, dict], metric: str) -> np.ndarray:
-    return np.array([runs[i][metric] for i in sorted(runs)], dtype=float)
+    """``metric`` per instance; a diverged run (NaN) raises, naming the instance, rather than
+    silently dropping it."""
+    out = np.array([runs[i].get(metric, math.nan) for i in sorted(runs)], dtype=float)
+    bad = [i for i, v in zip(sorted(runs), out) if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{metric}: not finite for instance(s) {bad} (diverged runs); lower the lr grid's centre")
+    return out
 
 
 def flattening(ctx: Context) -> ClaimResult:
@@ -71,8 +77,9 @@ def flattening(ctx: Context) -> ClaimResult:
     numbers = {"entropy": {a: v.tolist() for a, v in ent.items()}}
     if have_cvx:
         ratio = _per_instance(runs["muon"], "val/nuc_ratio")
-        tests.append(gated(inf.t_test("Muon ‖W‖*/CVXPY minimum > 1", inf.ratio_interval(ratio, np.ones_like(ratio),
-                                                                                         paired=True), ">", threshold=1.0),
+        m = ctx.cfg["nuc_threshold"]
+        tests.append(gated(inf.t_test(f"Muon ‖W‖*/CVXPY minimum > {m:g} (every interpolant is ≥ 1, so 1 cannot fail)",
+                                      inf.ratio_interval(ratio, np.ones_like(ratio), paired=True), ">", threshold=m),
                            tuned["muon"]))
         tests.append(inf.t_test("Muon ‖W‖*/CVXPY minimum equivalent to the seed's mean 1.59 (±0.3)",
                                 inf.mean_interval(ratio), "equivalent", threshold=1.59, margin=0.3, voted=False))
@@ -80,8 +87,8 @@ def flattening(ctx: Context) -> ClaimResult:
         rows[1].append(fmt_mean(_per_instance(runs["gd"], "val/nuc_ratio")))
         numbers["nuc_ratio_muon"] = ratio.tolist()
     else:
-        tests.append(inf.untestable("Muon ‖W‖*/CVXPY minimum > 1", "CVXPY is not installed (pip install "
-                                    "'muonlab[sensing]')", regime=True))
+        tests.append(inf.untestable("Muon ‖W‖*/CVXPY minimum > 1.1", "CVXPY is not installed (pip install "
+                                    "'muonlab[sensing]')"))
         for r in rows:
             r.append("n/a")
     table = md_table(["arm", "tuned lr", "final normalized entropy", "‖W‖*/CVXPY min"], rows)
@@ -99,7 +106,9 @@ def flattening(ctx: Context) -> ClaimResult:
     return ctx.finish(
         tests, table=table, plots=plots, numbers=numbers,
         rule=("Primary: paired (by instance) t test that Muon's final normalized spectral entropy H(σ/Σσ)/log r "
-              "exceeds GD's. Voted: Muon's nuclear norm above the CVXPY minimum (t test of the mean log-ratio > 0). "
+              "exceeds GD's. Voted: Muon's nuclear norm above 1.1× the CVXPY minimum (t test of the mean log-ratio; "
+              "any exact interpolant is at least the minimum, so the threshold is set where 'stays above' means "
+              "something; the seed's range starts at 1.29×). "
               "Reported: the ratio against the seed's mean 1.59 (TOST ±0.3). Holm over the voted parts; each arm's lr "
               "tuned on held-out instances (fewest steps to fit the measurements to 1e-4 of the initial loss)."))
 
@@ -167,6 +176,8 @@ def atsr_weight_decay(ctx: Context) -> ClaimResult:
         for cfg, run_dir, _ in items:
             times, aligns = acquisition(rows_of(run_dir), rank, thr)
             key = (mode, cfg.hparams["weight_decay"])
+            if not all(math.isfinite(a) for a in aligns):
+                raise ValueError(f"claim 10: run {run_dir} has non-finite alignments (diverged); lower the lr")
             weakest.setdefault(key, {})[cfg.knobs["instance"]] = min(aligns)
             missing.setdefault(key, {})[cfg.knobs["instance"]] = sum(t is None for t in times)
             ratio.setdefault(key, {})[cfg.knobs["instance"]] = atsr(times)
@@ -174,7 +185,7 @@ def atsr_weight_decay(ctx: Context) -> ClaimResult:
     def arr(d, key):
         return np.array([d[key][i] for i in instances], dtype=float)
 
-    big = max(lam for lam in lams if lam >= 1e-2)
+    big = min(lam for lam in lams if lam >= 1e-2)    # the phase boundary the seed names
     small = max(lam for lam in lams if lam < 1e-2)
     m = c["margin"]
     tests = [gated(inf.t_test(f"λ={big:g}: decoupled − coupled weakest-direction alignment > 0",
@@ -185,6 +196,10 @@ def atsr_weight_decay(ctx: Context) -> ClaimResult:
                    tuned),
              gated(inf.t_test(f"λ={small:g}: coupled ≈ decoupled weakest alignment (TOST ±{m})",
                               inf.paired_interval(arr(weakest, ("coupled", small)), arr(weakest, ("decoupled", small))),
+                              "equivalent", margin=m), tuned),
+             gated(inf.t_test(f"decoupled nearly constant for λ ≤ 1e-2: weakest alignment at λ={big:g} ≈ λ={min(lams):g} "
+                              f"(TOST ±{m})", inf.paired_interval(arr(weakest, ("decoupled", big)),
+                                                                   arr(weakest, ("decoupled", min(lams)))),
                               "equivalent", margin=m), tuned)]
     rows = []
     for lam in lams:
@@ -212,14 +227,15 @@ def atsr_weight_decay(ctx: Context) -> ClaimResult:
                  "missing": {f"{k[0]} {k[1]:g}": list(v.values()) for k, v in missing.items()}},
         rule=(f"Acquisition of direction i: first step with u*_iᵀWv*_i ≥ {thr}σ*_i (the seed's ATSR is our reading; "
               "it is undefined when a direction is never acquired, so it is reported on uncensored runs only). "
-              f"Primary: at the largest λ ≥ 1e-2 ({big:g}), paired (by instance) t test that the weakest direction's "
+              f"Primary: at the phase boundary λ = {big:g}, paired (by instance) t test that the weakest direction's "
               "final alignment is higher with decoupled than with coupled decay. Voted: more directions never "
               f"acquired with coupled decay at that λ; below the boundary (λ = {small:g}) the two are equivalent "
-              f"(TOST ±{m}). Holm over the three. Muon's lr is tuned at λ = 0 on held-out instances."))
+              f"(TOST ±{m}); decoupled decay nearly constant up to the boundary (λ = {big:g} against λ = {min(lams):g}, "
+              f"TOST ±{m}). Holm over the four. Muon's lr is tuned at λ = 0 on held-out instances."))
 
 
-SENSING_SMALL = {"instances": 10, "tune_seeds": 2, "steps": 3000, "margin": 0.02}
-SENSING_FULL = {"instances": 30, "tune_seeds": 3, "steps": 10000, "margin": 0.01}
+SENSING_SMALL = {"instances": 10, "tune_seeds": 2, "steps": 3000, "margin": 0.02, "nuc_threshold": 1.1}
+SENSING_FULL = {"instances": 30, "tune_seeds": 3, "steps": 10000, "margin": 0.01, "nuc_threshold": 1.1}
 
 CLAIMS = [
     Claim("sensing_flattening", 5, "003 spectral dynamics",

@@ -18,8 +18,7 @@ Everything runs in torch float64 on CPU: small pure functions first, experiments
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from ..diagnostics.spectrum import (critical_batch_size, momentum_noise_factor, 
                                     spectral_entropy)
 from ..lab.inference import mean_interval, ratio_interval, t_test, untestable
 from ..matfn.polar import polar_svd
-from .base import Claim, ClaimResult, Context, fmt_mean, md_table, pyplot, save_fig
+from .base import Claim, ClaimResult, Context, fmt_mean, md_table, one_thread, pyplot, save_fig
 
 F64 = torch.float64
 SPECTRA = ("flat", "power", "two_level")
@@ -67,24 +66,10 @@ def with_spectrum(s: Tensor, U: Tensor, V: Tensor) -> Tensor:
     return (U * s.unsqueeze(0)) @ V.T
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the setting.
-
-    These Monte-Carlo loops are many small tensor operations; on a loaded 2-core machine intra-op
-    threading made them ~100× slower (thread hand-off), and one thread is as fast unloaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _single_threaded(fn: Callable[[Context], ClaimResult]) -> Callable[[Context], ClaimResult]:
-    """``fn`` run inside :func:`_one_thread`."""
+    """``fn`` run inside :func:`~muonlab.claims.base.one_thread`."""
     def run(ctx: Context) -> ClaimResult:
-        with _one_thread():
+        with one_thread():
             return fn(ctx)
     run.__name__, run.__doc__ = fn.__name__, fn.__doc__
     return run

@@ -22,9 +22,16 @@ this module, so one set of conventions holds everywhere:
   part's corrected ``p_against`` < α. Otherwise inconclusive. A claim whose regime was not run is
   "not tested in this regime", never "not supported".
 
+Holm on the support side is conservative: a claim is supported only when *every* part holds, which
+already bounds its error rate at α (an intersection–union test, Berger 1982); the correction is
+kept so that each part's "holds" can also be read on its own. Power is therefore that of the
+weakest part, reduced by the correction.
+
 Calibration (tests/test_inference.py): null data simulated through these functions at n = 8
-gives a false-positive rate of about 2.5% per one-sided part (≤ 6% required), and a paired
-effect of 1.25 standard deviations is detected with power ≥ 80% at n = 8.
+gives a false-positive rate of 2.5% ± 1% per one-sided part (≤ 6% required) on every path (paired,
+Welch, log-ratio, TOST, union, Holm), and a single-part claim detects a paired effect of 1.25
+standard deviations with power ≥ 80% at n = 8 (three-part claims at that effect: about 60%).
+Identical values (standard error 0) give the exact sign-test p-value 0.5ⁿ, never 0.
 
 scipy supplies the t, binomial and bootstrap distributions (it ships with scikit-learn, which the
 lab extra already needs).
@@ -256,7 +263,9 @@ def _t_p(iv: Interval, threshold: float, side: str, log: bool = False) -> float:
     if not math.isfinite(est):
         return math.nan
     if iv.se == 0:
-        return 0.0 if (est > thr if side == ">" else est < thr) else 1.0
+        # Identical values (a deterministic experiment, or a coarse metric): no t reference. The
+        # evidence is that of n agreeing signs, 0.5ⁿ (an exact sign test), never p = 0.
+        return 0.5 ** iv.n if (est > thr if side == ">" else est < thr) else 1.0
     if not (math.isfinite(iv.se) and iv.df > 0):
         return math.nan
     t = (est - thr) / iv.se
@@ -276,12 +285,18 @@ def t_test(name: str, iv: Interval, claim: str, threshold: float = 0.0, margin: 
     log = iv.method.startswith("log-ratio")
     if claim in ("equivalent", "within") and not (margin > 0):
         raise ValueError(f"{name}: claim={claim!r} needs a positive margin, got {margin}")
+    if log and not threshold > 0:
+        raise ValueError(f"{name}: a ratio is tested against a positive threshold, got threshold={threshold}")
+    if log and claim in ("equivalent", "!=") and math.isfinite(margin) and not margin > 1:
+        raise ValueError(f"{name}: a ratio's margin is a factor > 1 (within [threshold/margin, threshold·margin]), "
+                         f"got margin={margin}")
     if claim == ">":
         pf, pa = _t_p(iv, threshold, ">", log), _t_p(iv, threshold, "<", log)
     elif claim == "<":
         pf, pa = _t_p(iv, threshold, "<", log), _t_p(iv, threshold, ">", log)
     elif claim == "!=":
-        pf = min(1.0, 2 * min(_t_p(iv, threshold, ">", log), _t_p(iv, threshold, "<", log)))
+        # the smaller one-sided p: below 0.025 exactly when the 95% interval excludes the threshold
+        pf = min(_t_p(iv, threshold, ">", log), _t_p(iv, threshold, "<", log))
         pa = math.nan  # "differs" is refuted only by an equivalence test with a margin
         if margin > 0:
             lo, hi = (threshold / margin, threshold * margin) if log else (threshold - margin, threshold + margin)
@@ -292,7 +307,7 @@ def t_test(name: str, iv: Interval, claim: str, threshold: float = 0.0, margin: 
         if log:
             lo, hi = (threshold / margin, threshold * margin) if claim == "equivalent" else (lo, hi)
         pf = _tost(iv, lo, hi, log)
-        pa = min(1.0, 2 * min(_t_p(iv, hi, ">", log), _t_p(iv, lo, "<", log)))
+        pa = min(_t_p(iv, hi, ">", log), _t_p(iv, lo, "<", log))
     return Test(name, claim, iv, threshold, margin, pf, pa, primary, voted)
 
 
@@ -305,9 +320,11 @@ def sign_test(name: str, wins: int, losses: int, claim: str = ">", *, primary: b
               voted: bool = True) -> Test:
     """Exact binomial sign test on win/loss counts (ties dropped): claim ">" = more wins than
     losses. The interval is the win fraction with its Clopper–Pearson interval."""
+    if claim not in (">", "<"):
+        raise ValueError(f"{name}: a sign test's claim is '>' or '<', got {claim!r}")
     n = wins + losses
     if n == 0:
-        return untestable(name, "no decisive comparisons (all ties)", primary=primary)
+        return untestable(name, "no decisive comparisons (all ties)", primary=primary, voted=voted)
     st = _stats()
     ci = st.binomtest(wins, n).proportion_ci(confidence_level=1 - ALPHA, method="exact")
     iv = Interval(wins / n, float(ci.low), float(ci.high), n, "Clopper–Pearson")
@@ -334,11 +351,11 @@ def any_of(name: str, tests: Sequence[Test], *, primary: bool = False, voted: bo
                 note=f"at least one of {k}: " + "; ".join(f"{t.name} {t.interval.fmt()}" for t in tests))
 
 
-def untestable(name: str, why: str, *, primary: bool = False, regime: bool = False) -> Test:
+def untestable(name: str, why: str, *, primary: bool = False, regime: bool = False, voted: bool = True) -> Test:
     """A part that could not be tested (censored, optimum off the grid, regime not run):
     both p-values NaN, so it can only make its claim inconclusive (or "not tested" with
-    ``regime=True``)."""
-    return Test(name, "!=", Interval(math.nan, math.nan, math.nan, 0, "none"), primary=primary,
+    ``regime=True``); a reported part (``voted=False``) stays reported."""
+    return Test(name, "!=", Interval(math.nan, math.nan, math.nan, 0, "none"), primary=primary, voted=voted,
                 note=why, verdict=NOT_TESTED if regime else "")
 
 
@@ -384,7 +401,7 @@ def decide(tests: Sequence[Test], alpha: float = ALPHA_ONE_SIDED) -> tuple[str, 
     for i, t in enumerate(tests):
         if not t.voted:
             single = SUPPORTED if t.p_for < alpha else NOT_SUPPORTED if t.p_against < alpha else INCONCLUSIVE
-            out[i] = replace(t, verdict=t.verdict or single)
+            out[i] = replace(t, verdict=NOT_TESTED if t.verdict == NOT_TESTED else single)
     parts = [out[i].verdict for i in voted]
     if NOT_TESTED in parts:
         return NOT_TESTED, out
