@@ -115,7 +115,11 @@ def test_ddp_records_once_and_matches_one_process(ddp, tmp_path):
     run_one(cfg, tmp_path / "one", progress=False)
     one, two = read_jsonl(tmp_path / "one" / "metrics.jsonl"), read_jsonl(d / "metrics.jsonl")
     assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(STEPS + 1))
-    assert two[0] == {**one[0], "time/train_s": two[0]["time/train_s"], "time/eval_s": two[0]["time/eval_s"]}
+    # the full-batch gradient norm is single-process only (a backward pass in evaluation would run
+    # the distributed gradient hooks)
+    assert "train_full/grad_norm" in one[0] and "train_full/grad_norm" not in two[0]
+    one0 = {k: v for k, v in one[0].items() if k != "train_full/grad_norm"}
+    assert two[0] == {**one0, "time/train_s": two[0]["time/train_s"], "time/eval_s": two[0]["time/eval_s"]}
     # Step 1 is the loss of the same initial model on the same global batch: the mean of the two
     # half-batch means differs from the full-batch mean only by float32 rounding (~1e-7).
     assert two[1]["train/loss"] == pytest.approx(one[1]["train/loss"], rel=1e-6)
@@ -148,11 +152,13 @@ def test_fsdp2_resumes_a_killed_run(ddp, tmp_path):
     assert done["resumed_at"] == [CKPT] and done["step"] == STEPS
     assert not (d / "checkpoint").exists()
     # With 2 ranks a gradient sum a + b rounds the same in any order, so FSDP2's reduce-scatter and
-    # DDP's all-reduce give the same bits, and a resumed run (DCP: exact tensors; the data generator
-    # and RNGs in `extra`) reproduces the uninterrupted one: the same rows as the DDP run.
+    # DDP's all-reduce give the same sums, and a resumed run (DCP: exact tensors; the data generator
+    # and RNGs in `extra`) reproduces the uninterrupted one: the same rows as the DDP run, up to the
+    # kernels' own rounding (sharded and whole parameters take different GEMM paths on some CPUs:
+    # 1.3e-6 relative by step 14 measured on one; a real resume error moves the losses by 1e-2).
     rows, ref = read_jsonl(d / "metrics.jsonl"), read_jsonl(d_ddp / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(STEPS + 1))
     for a, b in zip(ref, rows):
         for key in ("train/loss", "val/loss", "val/acc", "train_full/loss"):
             if a[key] is not None:
-                assert math.isclose(a[key], b[key], rel_tol=1e-6), (a["step"], key, a[key], b[key])
+                assert math.isclose(a[key], b[key], rel_tol=1e-5), (a["step"], key, a[key], b[key])

@@ -65,9 +65,12 @@ def test_conv1d_gets_the_update_of_the_equivalent_linear(spec):
             opt.zero_grad()
             (model(x) - y).pow(2).mean().backward()
             opt.step()
+    # Kaon's chaotic singular-value map amplifies round-off by design (its docstring): the two
+    # layouts' float64 products differ in the last bits on some CPUs, and 3 steps grow that to ~1e-10.
+    tol = 1e-8 if spec.name == "kaon" else 1e-12
     for a, b in ((lin.up, conv.up), (lin.down, conv.down)):
         diff = (a.weight - b.weight.T).abs().max().item()
-        assert diff <= 1e-12, f"{spec.name}: {diff:.3g}"
+        assert diff <= tol, f"{spec.name}: {diff:.3g}"
     # state stays in the parameter's layout (checkpoints look like any optimizer's)
     for p in (conv.up.weight, conv.down.weight):
         for k, v in opt_c.state[p].items():

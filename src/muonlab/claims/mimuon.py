@@ -7,8 +7,9 @@
 * 24 ``mimuon_gap_shape``: the O(1/N) shape of MiMuon's gap and the growth of Muon's with T.
 
 MiMuon runs in two arms throughout: the faithful branch scale (one η, so the SGD branch moves about
-0.5% of a Muon step and MiMuon acts like Muon skipping half its steps) and ``sgd_step="rms_matched"``
-(the SGD branch rescaled to the Muon branch's RMS); both are reported and voted.
+0.5% of a Muon step and MiMuon acts like Muon skipping half its steps), which votes, and
+``sgd_step="rms_matched"`` (the SGD branch rescaled to the Muon branch's RMS; our construction, since
+the paper's rule is not public), which is reported next to it with the same tests.
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def generalization(ctx: Context) -> ClaimResult:
     margin = c["val_margin"] * float(np.mean(val["muon"]))
     tests = []
     for a, label in (("mimuon", "faithful"), ("mimuon_rms", "RMS-matched")):
+        faithful = a == "mimuon"  # the RMS-matched branch is our construction: reported, not voted
         d = inf.paired_interval(gaps[a].mean(axis=1), gaps["muon"].mean(axis=1))
         tests.append(gated(inf.t_test(f"MiMuon ({label}) − Muon gap, mean over N, < 0", d, "<",
-                                      primary=a == "mimuon"), tuned[a], tuned["muon"]))
+                                      primary=faithful, voted=faithful), tuned[a], tuned["muon"]))
         dv = inf.paired_interval(val[a], val["muon"])
         tests.append(gated(inf.t_test(f"MiMuon ({label}) − Muon val/loss < {margin:.3g} (non-inferior)", dv, "<",
-                                      threshold=margin), tuned[a], tuned["muon"]))
+                                      threshold=margin, voted=faithful), tuned[a], tuned["muon"]))
     rows = [[N, *(fmt_mean(gaps[a][:, j]) for a in ARMS)] for j, N in enumerate(Ns)]
     rows.append(["val/loss (mean over N)", *(fmt_mean(val[a]) for a in ARMS)])
     rows.append(["tuned lr", *(f"{tuned[a].lr:g}" for a in ARMS)])
@@ -85,9 +87,10 @@ def generalization(ctx: Context) -> ClaimResult:
         tests, table=table, plots=[save_fig(fig, ctx, "mimuon_generalization")],
         numbers={"gap": {a: gaps[a].mean(axis=0).tolist() for a in ARMS}, "n_train": Ns},
         rule=("Primary: paired (by seed) t test that MiMuon's (faithful) generalization gap, val/loss − full-train "
-              "loss averaged over the N grid, is below Muon's. Voted with it: the same for the RMS-matched arm, and "
-              f"for both arms non-inferiority of val/loss (MiMuon − Muon < {c['val_margin']:.0%} of Muon's val/loss), "
-              "so a smaller gap bought by fitting less cannot pass. Holm over the four parts. Each arm's lr is tuned "
+              "loss averaged over the N grid, is below Muon's. Voted with it: non-inferiority of val/loss (MiMuon − Muon "
+              f"< {c['val_margin']:.0%} of Muon's val/loss), so a smaller gap bought by fitting less cannot pass; Holm "
+              "over the two. The RMS-matched arm (our construction: the paper's rule is not public) is reported with "
+              "the same two tests, not voted. Each arm's lr is tuned "
               f"on its own edge-extended grid at N = {c['tune_n']} on separate tuning seeds."))
 
 
@@ -179,12 +182,13 @@ def convergence(ctx: Context) -> ClaimResult:
     else:
         tests = []
         for a, label in (("mimuon", "faithful"), ("mimuon_rms", "RMS-matched")):
+            faithful = a == "mimuon"  # the RMS-matched branch is our construction: reported, not voted
             tests.append(gated(inf.t_test(f"MiMuon ({label}) − Muon slope < {m} (rate not slower)",
                                           inf.paired_interval(slopes[a], slopes["muon"]), "<", threshold=m,
-                                          primary=a == "mimuon"), tuned[a], tuned["muon"]))
+                                          primary=faithful, voted=faithful), tuned[a], tuned["muon"]))
             tests.append(gated(inf.t_test(f"MiMuon ({label}) / Muon min‖∇f‖ at T = {Ts[-1]} < {f} (time not longer)",
                                           inf.ratio_interval(curves[a][:, -1], curves["muon"][:, -1], paired=True), "<",
-                                          threshold=f), tuned[a], tuned["muon"]))
+                                          threshold=f, voted=faithful), tuned[a], tuned["muon"]))
     tests += [inf.t_test(f"{a}: slope of log min‖∇f‖ on log T < 0 (converges)", inf.mean_interval(slopes[a]), "<",
                          voted=False) for a in ARMS]
     rows = [[T, *(fmt_mean(curves[a][:, j]) for a in ARMS)] for j, T in enumerate(Ts)]
@@ -208,8 +212,8 @@ def convergence(ctx: Context) -> ClaimResult:
               "(full-batch gradient norm at 20 evaluations per run) on log T. 'Reaches the same rate' is non-inferiority: "
               f"primary, MiMuon's (faithful) slope exceeds Muon's by less than {m} (paired by seed); 'training time does "
               f"not increase' is non-inferiority of the level: MiMuon's min‖∇f‖ at the longest horizon is less than {f}× "
-              "Muon's (paired log-ratio). The same two for the RMS-matched arm; Holm over the four. Reported: each arm's "
-              "slope below 0."))
+              "Muon's (paired log-ratio); Holm over the two. Reported: the same two for the RMS-matched arm (our "
+              "construction), and each arm's slope below 0."))
 
 
 def gap_shape(ctx: Context) -> ClaimResult:

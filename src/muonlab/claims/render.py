@@ -83,7 +83,8 @@ def section(claim: Claim, result: ClaimResult | None) -> str:
                 role = "primary" if t["primary"] else "voted" if t["voted"] else "reported"
                 iv = Interval(**t["interval"])
                 note = f" ({t['note']})" if t.get("note") else ""
-                lines.append(f"| {t['name']}{note} | {role} | {iv.fmt()} ({iv.method}) | {_p(t['p_for'])} | "
+                cell = f"{t['name']}{note}".replace("|", "\\|")  # a pipe would end the Markdown cell
+                lines.append(f"| {cell} | {role} | {iv.fmt()} ({iv.method}) | {_p(t['p_for'])} | "
                              f"{_p(t['p_for_holm']) if t['voted'] else '—'} | {t['verdict']} |")
             lines.append("")
         lines += [f"**Rule.** {result.rule}", "", f"**Verdict:** {result.verdict} (`{result.budget}` budget)", ""]

@@ -512,11 +512,12 @@ CLAIMS = [
     Claim("lr_transfer_width", 11, "001 hyperparameter transfer",
           "We find that scaling the learning rate according to µP improves transfer […] For compute-optimal scaling, "
           "we find scaling independent weight decay as 1/width is nearly optimal across optimizers.",
-          "mlp_digits (depth 2) at widths 32–1024, 100 steps; Muon (spectrally normalized, shape-scaled update: its "
+          "mlp_digits (depth 2) at widths 32–512 (small; 128–4096 at the full budget: a 1024-wide Muon run costs "
+          "~15 s per 100 steps on these 2 cores), 100 steps; Muon (spectrally normalized, shape-scaled update: its "
           "µP-style scaling) and a standard-parametrisation AdamW control, each profiled on its own ratio-2 grid per "
           "width (8 seeds per lr); weight decay λ ∈ {0, 0.1, 0.3, 1, 3} at the middle and the largest width (Muon at its "
           "tuned lr): the middle width's best λ scaled by 1/width against the largest width's best.",
-          {"small": {"seeds": 8, "steps": 100, "widths": [32, 64, 128, 256, 512, 1024], "depth": 2, "muon_center": 0.03,
+          {"small": {"seeds": 8, "steps": 100, "widths": [32, 64, 128, 256, 512], "depth": 2, "muon_center": 0.03,
                      "adamw_center": 3e-3, "aux_lr": 3e-3, "tol": 0.25, "slope_tol": 0.25,
                      "wds": [0.0, 0.1, 0.3, 1.0, 3.0], "wd_margin": 0.02},
            "full": {"seeds": 8, "steps": 2000, "widths": [128, 256, 512, 1024, 2048, 4096], "depth": 3,

@@ -18,9 +18,16 @@ from ..data import digits
 from ..workload import Workload
 
 
-def full_gradient_norm(model: nn.Module, X: Tensor, y: Tensor) -> float:
+def full_gradient_norm(model: nn.Module, X: Tensor, y: Tensor) -> float | None:
     """‖∇L(θ)‖₂ of the full-batch cross-entropy over every trainable parameter: the stationarity
-    measure of nonconvex convergence bounds (seed 000's O(1/T^{1/4}) rate is on min_t ‖∇f(θ_t)‖)."""
+    measure of nonconvex convergence bounds (seed 000's O(1/T^{1/4}) rate is on min_t ‖∇f(θ_t)‖).
+
+    None in a multi-process run: a backward pass inside evaluation would run DDP's or FSDP2's
+    gradient hooks and collectives and perturb the training that follows."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return None
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
         grads = torch.autograd.grad(F.cross_entropy(model(X), y), params)
@@ -63,7 +70,9 @@ class DigitsWorkload(Workload):
             logits = model(X)  # the whole split at once: at most 1400 tiny images
             out[f"{key}/loss"] = F.cross_entropy(logits, y).item()
             out[f"{key}/acc"] = (logits.argmax(-1) == y).float().mean().item()
-        out["train_full/grad_norm"] = full_gradient_norm(model, *self.splits["train"])
+        grad_norm = full_gradient_norm(model, *self.splits["train"])
+        if grad_norm is not None:
+            out["train_full/grad_norm"] = grad_norm
         out["gap/loss"] = out["val/loss"] - out["train_full/loss"]
         out["gap/acc"] = out["train_full/acc"] - out["val/acc"]
         return out
