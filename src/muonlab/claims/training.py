@@ -20,6 +20,7 @@ comparison is about the hidden matrices.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def spectral_power(ctx: Context) -> ClaimResult:
                                            inf.paired_interval(mu, ad), ">", threshold=-c["margin"]),
                                 arms[("momentum", 0.0)], arms["adamw"]))
     tests.append(inf.any_of("Muon does not outperform AdamW on some workload (non-inferiority of AdamW)", not_better))
-    tests += [dataclass_replace(t, voted=False) for t in not_better]
+    tests += [replace(t, voted=False) for t in not_better]
     n_units = len(units)
     return ctx.finish(
         tests, table=_sp_table(ctx, runs) + ["", "Adam − momentum plateau (octaves) per cell: " + "; ".join(cells)],
@@ -147,12 +148,6 @@ def spectral_power(ctx: Context) -> ClaimResult:
               f"workload AdamW is non-inferior to Muon (paired t on 8 fresh seeds at the tuned lrs, Muon − AdamW "
               f"val/loss > −{c['margin']:g}), Bonferroni over workloads, refuted only if Muon is better by the margin "
               "everywhere. Holm over the two parts. Win counts over cells are reported (sign test)."))
-
-
-def dataclass_replace(t, **kw):
-    import dataclasses
-
-    return dataclasses.replace(t, **kw)
 
 
 def spectral_compression(ctx: Context) -> ClaimResult:
