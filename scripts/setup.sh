@@ -16,6 +16,13 @@
 #  * When torch is missing, installs torch==2.13.0. On the project's build machines that resolves
 #    to a local CPU wheel; it never asks for a looser torch that could pull a multi-GB CUDA build.
 #  * Then installs muonlab (editable) with the requested extras (default: lab).
+#  * With the "dev" extra, also the upstream optimizer packages the parity suite (tests/parity/)
+#    compares against, pinned and with --no-deps (they need only torch; ultralytics' and
+#    trasmuon-pytorch's optimizer modules are loaded by file path, so their other dependencies are
+#    never imported): pytorch-optimizer, heavyball (+ opt-einsum), trasmuon-pytorch, ultralytics,
+#    and emerging-optimizers (--ignore-requires-python: it declares Python >= 3.12 but runs on 3.10+
+#    with the test suite's typing.override shim; + absl-py, typing_extensions). A failed install
+#    only warns: the parity tests of a missing package skip.
 #  * After "--", runs COMMAND (from the caller's directory) in that environment: with .venv/bin
 #    first on PATH when it used .venv. E.g. `bash scripts/setup.sh dev -- python3 -m pytest -q`.
 #  * --print-env prints the choice, "current" or "venv", and exits; it installs nothing.
@@ -84,6 +91,23 @@ if ! "$py" -c 'import torch, sys; v=tuple(int(x) for x in torch.__version__.spli
   "$py" -m pip install -q "torch==2.13.0"
 fi
 "$py" -m pip install -q -e ".[${extras}]"
+
+# The parity suite's upstreams (see the header). Pinned: the suite's tolerances are for these versions.
+parity_pkgs=("pytorch-optimizer==4.1.0" "heavyball==3.2.1" "opt-einsum" "trasmuon-pytorch==0.1.0"
+             "ultralytics==8.4.190")
+parity_noreq=("emerging-optimizers==0.3.0")
+parity_deps=("absl-py" "typing_extensions")
+parity_warn() {
+  echo "setup.sh: warning: could not install $*; the parity tests that need them will skip" >&2
+}
+case ",${extras}," in
+  *,dev,*)
+    "$py" -m pip install -q --no-deps "${parity_pkgs[@]}" || parity_warn "${parity_pkgs[*]}"
+    "$py" -m pip install -q --no-deps --ignore-requires-python "${parity_noreq[@]}" \
+      || parity_warn "${parity_noreq[*]}"
+    "$py" -m pip install -q "${parity_deps[@]}" || parity_warn "${parity_deps[*]}"
+    ;;
+esac
 
 if [ ${#cmd[@]} -eq 0 ]; then
   exit 0

@@ -33,3 +33,10 @@ def role_batch(step: int):
     """The batch of step ``step`` for :class:`RoleNet` (deterministic)."""
     g = torch.Generator().manual_seed(100 + step)
     return torch.randint(0, 11, (16, 4), generator=g), torch.randn(16, 3, generator=g)
+
+
+def user_orthogonalizer(X: torch.Tensor) -> torch.Tensor:
+    """A user-supplied orthogonalizer (one (m, n) matrix at a time): the exact polar factor U Vᵀ by
+    an SVD in float64, written here as a user would, not with muonlab's own function."""
+    U, _, Vh = torch.linalg.svd(X.double(), full_matrices=False)
+    return (U @ Vh).to(X.dtype)

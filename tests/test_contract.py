@@ -15,7 +15,7 @@ from torch import nn
 
 import muonlab
 from muonlab.registry import all_specs
-from nets import RoleNet, role_batch
+from nets import RoleNet, role_batch, user_orthogonalizer
 
 SPECS = all_specs()
 IDS = [s.name for s in SPECS]
@@ -34,7 +34,8 @@ def _make(spec, dtype=torch.float32, **kw):
 
 def _configs(spec):
     """The defaults, the spec's registered configurations, and generic ones its hyperparameters
-    allow: cautious decay, the other momentum form, a float32 iteration, a stack seen as a batch."""
+    allow: cautious decay, the other momentum form, a float32 iteration, a user-supplied
+    orthogonalizer, a stack seen as a batch."""
     yield "default", {}
     yield from spec.configs.items()
     h = spec.rule.hypers
@@ -46,6 +47,8 @@ def _configs(spec):
         yield f"momentum_form={other}", {"momentum_form": other}
     if "compute_dtype" in h and h["compute_dtype"].default != "float32" and "float32" in h["compute_dtype"].choices:
         yield "fp32", {"compute_dtype": "float32"}
+    if "orthogonalizer" in h:  # any callable X -> polar(X) where a method name is accepted
+        yield "callable_orthogonalizer", {"orthogonalizer": user_orthogonalizer}
     if spec.matrix:
         yield "batch_view", {"overrides": {"experts": {"algorithm": spec.name, "matrix_view": "batch",
                                                        **spec.recommended, **spec.test_overrides}}}

@@ -392,6 +392,7 @@ def test_muonbp_params_at_different_steps_in_one_batch():
 
 
 def _ref_trasmuon(steps, lr, wd, b1, b2, be, alpha, cmin, eps):
+    """variant="summary": muonlab's earlier reading of the paper (bias-corrected E_ref from 0)."""
     ws = _start()
     ms = [torch.zeros_like(w) for w in ws]
     rs = [torch.zeros(w.shape[0], 1, dtype=w.dtype) for w in ws]
@@ -411,24 +412,83 @@ def _ref_trasmuon(steps, lr, wd, b1, b2, be, alpha, cmin, eps):
     return ws
 
 
-def test_trasmuon_matches_float64_reference():
+def _ref_trasmuon_v21(steps, lr, wd=0.0, b1=0.95, b2=0.95, be=0.99, alpha=1.0, cmin=0.7, kappa=3.0,
+                      gamma=0.9, every=4, mu=0.3, rho=0.2, n_min=8, eps=1e-8, eps_e=1e-12, shapes=SHAPES):
+    """The released v2.1 (trasmuon-pytorch 0.1.0 ``trasmuon/optimizer.py``) as a float64 loop."""
+    ws = _start(shapes)
+    st = [dict(m=torch.zeros_like(w), r=torch.zeros(w.shape[0], 1, dtype=w.dtype), eref=None,
+               cbar=torch.ones(w.shape[1], dtype=w.dtype), clast=torch.ones(w.shape[1], dtype=w.dtype),
+               S=0.0, C=torch.zeros(w.shape[1], dtype=w.dtype)) for w in ws]
+    for t in range(1, steps + 1):
+        for w, s, g in zip(ws, st, _grads(t - 1, shapes)):
+            rows, cols = w.shape
+            w.mul_(1 - lr * wd)
+            s["m"].mul_(b1).add_((1 - b1) * g)
+            O = polar(s["m"])
+            s["r"].mul_(b2).add_((1 - b2) * (O * O).mean(dim=1, keepdim=True))
+            Ob = O / (s["r"].sqrt() + eps)
+            eta = rho * lr * math.sqrt(rows * cols) / (Ob.norm() + 1e-12)
+            E = (s["m"] ** 2).sum(dim=0)
+            Eq = E.sort().values[max(1, min(cols, int(0.5 * cols + 0.5))) - 1]
+            s["eref"] = Eq if s["eref"] is None else be * s["eref"] + (1 - be) * Eq
+            s["S"] += lr**2
+            s["C"] += lr**2 * s["clast"]
+            if cols >= n_min:
+                ratio = E / (s["eref"] + eps_e)
+                c = (1 / (1 + alpha * torch.log(ratio + 1))).clamp(cmin, 1)
+                c = torch.where(ratio > kappa, c, torch.ones_like(c))
+                if t == 1 or t % every == 0:
+                    s["cbar"] = gamma * s["cbar"] + (1 - gamma) * c
+                used = (1 - mu) * s["cbar"] + mu * s["C"] / (s["S"] + 1e-12)
+            else:
+                used = torch.ones(cols, dtype=w.dtype)
+            s["clast"] = used
+            w.sub_(eta * Ob * used)
+    return ws
+
+
+WIDE_SHAPES = [(12, 8), (6, 10), (16, 16), (10, 5)]  # 8, 10, 16 columns gated; 5 < 8 not
+
+
+def test_trasmuon_default_matches_float64_reference_of_v21():
+    ours = _run("trasmuon", steps=9, shapes=WIDE_SHAPES, lr=0.003, weight_decay=0.1)
+    _close(ours, _ref_trasmuon_v21(9, 0.003, wd=0.1, shapes=WIDE_SHAPES))
+
+
+def test_trasmuon_v21_knobs_match_float64_reference():
+    kw = dict(lr=0.003, momentum=0.9, beta2=0.8, energy_beta=0.9, damping=2.0, min_damping=0.3,
+              energy_threshold=1.0, gate_ema=0.5, gate_every=2, sf_mix=0.5, update_rms=0.5, gate_min_cols=9)
+    ours = _run("trasmuon", steps=7, shapes=WIDE_SHAPES, **kw)
+    ref = _ref_trasmuon_v21(7, 0.003, b1=0.9, b2=0.8, be=0.9, alpha=2.0, cmin=0.3, kappa=1.0, gamma=0.5,
+                            every=2, mu=0.5, rho=0.5, n_min=9, shapes=WIDE_SHAPES)
+    _close(ours, ref)
+
+
+def test_trasmuon_summary_variant_matches_its_float64_reference():
     kw = dict(lr=0.003, weight_decay=0.1, momentum=0.9, beta2=0.8, energy_beta=0.9, damping=2.0,
-              min_damping=0.3, norm_eps=1e-8)
+              min_damping=0.3, norm_eps=1e-8, variant="summary")
     ours = _run("trasmuon", steps=6, **kw)
     _close(ours, _ref_trasmuon(6, 0.003, 0.1, 0.9, 0.8, 0.9, 2.0, 0.3, 1e-8))
 
 
-def test_trasmuon_without_damping_is_normuon_paper_form_at_unit_rms():
-    common = dict(weight_decay=0.0, momentum=0.9, beta2=0.8, norm_eps=1e-9)
-    tras = _run("trasmuon", lr=0.2 * 0.01, damping=0.0, **common)
-    nor = _run("normuon", lr=0.01, scale_mode="paper", nesterov=False, **common)
+@pytest.mark.parametrize("variant, extra", [("summary", dict(norm_eps=1e-9)),
+                                            ("v2.1", dict(norm_eps=0.0, sf_mix=0.0))])
+def test_trasmuon_without_damping_is_normuon_paper_form(variant, extra):
+    """Gate off: the summary variant is NorMuon's paper form at update RMS 1 (lr scaled by 0.2);
+    v2.1 at its RMS 0.2 (ε outside the root, so compared at ε = 0)."""
+    common = dict(weight_decay=0.0, momentum=0.9, beta2=0.8)
+    lr = 0.2 * 0.01 if variant == "summary" else 0.01
+    tras = _run("trasmuon", lr=lr, damping=0.0, variant=variant, **extra, **common)
+    nor = _run("normuon", lr=0.01, scale_mode="paper", nesterov=False, norm_eps=extra["norm_eps"], **common)
     _close(tras, nor, tol=1e-10)
 
 
-def test_trasmuon_update_rms_is_lr_without_damping_and_at_most_lr_with_it():
+@pytest.mark.parametrize("variant, rho, c_min", [("summary", 1.0, 0.1), ("v2.1", 0.2, 0.7)])
+def test_trasmuon_update_rms_is_rho_lr_without_damping_and_within_the_clip_with_it(variant, rho, c_min):
     for damping in (0.0, 1.0):
         params = _params()
-        opt = muonlab.HybridOptimizer(params, "trasmuon", lr=0.01, damping=damping, norm_eps=0.0, **EXACT)
+        opt = muonlab.HybridOptimizer(params, "trasmuon", lr=0.01, damping=damping, norm_eps=0.0, variant=variant,
+                                      sf_mix=0.0, **EXACT)
         for t in range(3):
             before = [p.detach().clone() for p in params]
             for p, g in zip(params, _grads(t, SHAPES)):
@@ -437,9 +497,24 @@ def test_trasmuon_update_rms_is_lr_without_damping_and_at_most_lr_with_it():
             for p, b in zip(params, before):
                 u = rms(p.detach() - b).item()
                 if damping == 0:
-                    assert u == pytest.approx(0.01, rel=1e-12)
+                    assert u == pytest.approx(rho * 0.01, rel=1e-12)
                 else:
-                    assert 0.1 * 0.01 <= u < 0.01
+                    assert c_min * rho * 0.01 <= u <= rho * 0.01
+
+
+def test_trasmuon_v21_gate_moves_only_at_t1_and_every_kth_step():
+    params = _params(WIDE_SHAPES)
+    opt = muonlab.HybridOptimizer(params, "trasmuon", lr=0.01, **EXACT)
+    moved = []
+    for t in range(1, 10):
+        before = [opt.state[p]["gate_ema"].clone() for p in params] if t > 1 else None
+        for p, g in zip(params, _grads(t, WIDE_SHAPES)):
+            p.grad = g * t  # growing gradients: the energies outgrow E_ref
+        opt.step()
+        if before is not None:
+            moved.append(any(not torch.equal(b, opt.state[p]["gate_ema"]) for b, p in zip(before, params)))
+    assert moved == [t % 4 == 0 for t in range(2, 10)]
+    assert torch.equal(opt.state[params[-1]]["gate_ema"], torch.ones(5, dtype=torch.float64))  # 5 < 8 columns
 
 
 # ---- all of family A ----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ SMALL = {
     "modular_arith": {"modulus": 11, "embed": 8, "width": 16},
     "imbalanced_digits": {"width": 16, "batch_size": 16},
     "sensing_directions": {"d": 30},
+    "assoc_memory": {"d": 8, "keys_per_dim": 4, "batch_size": 32, "init_scale": 0.01},
+    "convex_lipschitz": {},
 }
 OPTIONAL = {"hf_causal_lm": "transformers"}
 

@@ -19,6 +19,7 @@ ALLOWED = {
     "distributed": {"optim", "matfn", "registry"},
     "routing": {"optim", "registry", "distributed", "matfn"},
     "diagnostics": {"matfn"},
+    "transfer": {"routing", "optim", "registry"},
 }
 
 

@@ -81,3 +81,53 @@ def test_torch_pin_is_exact():
     # Never a looser torch spec that could pull a multi-GB CUDA build.
     specs = re.findall(r"pip install[^\n]*?\"(torch[^\"]*)\"", SCRIPT.read_text())
     assert specs == ["torch==2.13.0"]
+
+
+# ---- the parity suite's upstream packages (the "dev" extra) -------------------------------------
+
+PARITY_PINS = ["pytorch-optimizer==4.1.0", "heavyball==3.2.1", "opt-einsum", "trasmuon-pytorch==0.1.0",
+               "ultralytics==8.4.190"]
+
+
+def _fake_python(tmp_path: Path, fail_no_deps: bool) -> tuple[Path, Path]:
+    """A stand-in ``$PYTHON`` that logs its arguments: ``-c`` checks succeed (torch is "there"),
+    ``pip install`` succeeds, except the ``--no-deps`` installs when ``fail_no_deps``."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$*\" >> '{log}'\n"
+        "case \"$*\" in *--no-deps*) exit ${FAKE_FAIL:-0} ;; esac\n"
+        "exit 0\n")
+    fake.chmod(0o755)
+    return fake, log
+
+
+def _setup_with(fake: Path, extras: str, fail: bool) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MUONLAB_EXTERNALLY_MANAGED"}
+    env.update(PYTHON=str(fake), MUONLAB_EXTERNALLY_MANAGED="0", FAKE_FAIL="1" if fail else "0")
+    return subprocess.run(["bash", str(SCRIPT), extras, "--", "echo", "ran"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_dev_extra_installs_the_pinned_upstreams_without_deps(tmp_path, fail):
+    fake, log = _fake_python(tmp_path, fail)
+    r = _setup_with(fake, "dev", fail)
+    # A failed upstream install warns and setup goes on to run the command.
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ran"
+    assert ("warning: could not install" in r.stderr) == fail
+    calls = log.read_text().splitlines()
+    assert "-m pip install -q -e .[dev]" in calls
+    assert f"-m pip install -q --no-deps {' '.join(PARITY_PINS)}" in calls
+    assert "-m pip install -q --no-deps --ignore-requires-python emerging-optimizers==0.3.0" in calls
+    assert "-m pip install -q absl-py typing_extensions" in calls
+
+
+@pytest.mark.parametrize("extras, parity", [("lab", False), ("lab,dev", True), ("devices", False)])
+def test_only_the_dev_extra_installs_the_upstreams(tmp_path, extras, parity):
+    fake, log = _fake_python(tmp_path, False)
+    r = _setup_with(fake, extras, False)
+    assert r.returncode == 0, r.stderr
+    assert any("--no-deps" in c for c in log.read_text().splitlines()) == parity

@@ -5,19 +5,32 @@ Public API (one name per line, so the surface stays reviewable)::
     orthogonalize, newton_schulz, polar_svd       matrix functions (muonlab.matfn)
     spectral_power                                U Σᵖ Vᵀ
     Muon, AdamW, HybridOptimizer                  torch.optim optimizers
+    EF21Muon                                      Muon with compressed, error-fed-back workers
     LocalExecutor, DistributedExecutor            where the matrix work of a step runs
+    DiLoCo, MuLoCo, DiLoCoSimulator               local-SGD outer loop around any optimizer
     create_optimizer, classify, routing_summary   one optimizer for a whole model
     scion_param_groups                            Scion's geometry for every role
+    transfer.mup_overrides                        µP width transfer (per-layer lr multipliers)
     available_optimizers, get_spec                the registry
 """
 
-from .matfn import newton_schulz, orthogonalize, polar_svd
-from .matfn import spectral_power
+from . import (
+    diagnostics,  # muonlab.diagnostics.spectral_stats / SpectralProbe after `import muonlab`
+    transfer,  # muonlab.transfer.mup_overrides: per-layer µP learning rates
+)
+from .matfn import newton_schulz, orthogonalize, polar_svd, spectral_power
 from .optim import AdamW, HybridOptimizer, LocalExecutor, Muon
 from .optim import executor as _executor
+from .optim.ef21_muon import EF21Muon
 from .registry import available_optimizers, get_spec
-from .routing import Role, check_coverage, classify, create_optimizer, routing_summary, scion_param_groups
-from . import diagnostics  # muonlab.diagnostics.spectral_stats / SpectralProbe after `import muonlab`
+from .routing import (
+    Role,
+    check_coverage,
+    classify,
+    create_optimizer,
+    routing_summary,
+    scion_param_groups,
+)
 
 __version__ = "0.1.0"
 
@@ -34,21 +47,29 @@ def _sharded_executor(params):
 _executor.sharded_executor_factory = _sharded_executor
 
 
-def __getattr__(name: str):
-    if name == "DistributedExecutor":  # lazy, see above
-        from .distributed import DistributedExecutor
+_LAZY = ("DistributedExecutor", "DiLoCo", "MuLoCo", "DiLoCoSimulator")
 
-        return DistributedExecutor
+
+def __getattr__(name: str):
+    if name in _LAZY:  # lazy, see above
+        from . import distributed
+
+        return getattr(distributed, name)
     raise AttributeError(f"module 'muonlab' has no attribute {name!r}")
 
 
 __all__ = [
     "AdamW",
+    "DiLoCo",
+    "DiLoCoSimulator",
     "DistributedExecutor",
+    "EF21Muon",
     "HybridOptimizer",
     "LocalExecutor",
+    "MuLoCo",
     "Muon",
     "Role",
+    "__version__",
     "available_optimizers",
     "check_coverage",
     "classify",
@@ -60,5 +81,4 @@ __all__ = [
     "routing_summary",
     "scion_param_groups",
     "spectral_power",
-    "__version__",
 ]

@@ -5,7 +5,8 @@
   momentum-free Muon stalls at ``f ≥ ε|c| > 0`` on a convex Lipschitz function of 2×2 matrices
   for every step-size schedule, and error feedback restores convergence. The function and the
   error-feedback variant are **our own construction** (the paper's counterexample is not
-  reproduced here); see :func:`convex_f`.
+  reproduced here); see :func:`convex_f`. The function, its subgradient oracle and the starting
+  points are the lab workload :mod:`muonlab.lab.workloads.convex_lipschitz` (re-exported here).
 * 25 ``decoupled_wd_spectral_norm`` (seed 004's entry on Chen, Li, Liu, "Muon Optimizes Under
   Spectral Norm Constraints", arXiv 2506.15054): with decoupled weight decay,
   ``W ← (1 − ηλ)W − η s O`` and ``‖O‖₂ ≤ κ`` imply ``‖W_t‖₂ ≤ max(‖W₀‖₂, sκ/λ)`` for all t
@@ -28,6 +29,12 @@ import torch
 from torch import Tensor
 
 from ..lab.inference import mean_interval, t_test
+from ..lab.workloads.convex_lipschitz import (
+    convex_f,
+    convex_subgradient,
+    initial_points,
+)
+from ..lab.workloads.convex_lipschitz import sign1 as _sign1
 from .base import Claim, ClaimResult, Context, fmt_mean, md_table, pyplot, save_fig
 
 # =================================================================================================
@@ -47,40 +54,6 @@ DECAYING = "0.1/√(t+1)"
 ROUNDING = 1e-6
 #: Part (b)'s tolerance: EF-Muon must reach f(W_T) below a tenth of Muon's floor ε|c|.
 EF_TOL = 0.1
-
-
-def _sign1(x: Tensor) -> Tensor:
-    """``sign`` with ``sign(0) := +1``."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
-
-
-def convex_f(W: Tensor, eps: Tensor | float) -> Tensor:
-    """Our counterexample (not the paper's), for ``W`` of shape ``(..., 2, 2)`` and ``0 < ε < 1``::
-
-        f(W) = |W₁₁ + W₂₂| + ε |W₁₁ − W₂₂| + |W₁₂| + |W₂₁|
-
-    A sum of absolute values of linear maps: convex, Lipschitz in Frobenius norm with constant
-    √(4 + 2ε²) (the largest subgradient norm), minimised at W* = 0 with f* = 0, and
-    ``f(W) ≥ ε |W₁₁ − W₂₂|``."""
-    eps = torch.as_tensor(eps, dtype=W.dtype, device=W.device)
-    d1, d2 = W[..., 0, 0], W[..., 1, 1]
-    return (d1 + d2).abs() + eps * (d1 - d2).abs() + W[..., 0, 1].abs() + W[..., 1, 0].abs()
-
-
-def convex_subgradient(W: Tensor, eps: Tensor | float) -> Tensor:
-    """A subgradient oracle of :func:`convex_f`::
-
-        s = sign(W₁₁ + W₂₂),  t = sign(W₁₁ − W₂₂)      with sign(0) := +1
-        G = [[s + εt, sign(W₁₂)], [sign(W₂₁), s − εt]]  with sign(0) := 0 off the diagonal
-
-    (each term's subdifferential at 0 contains the value chosen). For a diagonal W, G is diagonal
-    and both diagonal entries have the sign of s (ε < 1), so the polar factor of G is ``s·I``."""
-    eps = torch.as_tensor(eps, dtype=W.dtype, device=W.device)
-    d1, d2 = W[..., 0, 0], W[..., 1, 1]
-    s, t = _sign1(d1 + d2), _sign1(d1 - d2)
-    row0 = torch.stack([s + eps * t, torch.sign(W[..., 0, 1])], -1)
-    row1 = torch.stack([torch.sign(W[..., 1, 0]), s - eps * t], -1)
-    return torch.stack([row0, row1], -2)
 
 
 def polar2(M: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -117,22 +90,6 @@ def polar2(M: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def step_sizes(scale: Tensor, power: Tensor, t: int) -> Tensor:
     """``η_t = scale · (t + 1)^(−power)`` elementwise (power 0.5: 1/√t, 1: 1/t, 0: constant)."""
     return scale * float(t + 1) ** (-power)
-
-
-def initial_points(seed: int, perturb: float, *, spread: float = 2.0, min_gap: float = 0.5
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Replicate ``seed``'s starting points: a diagonal ``W₀ = diag(u₁, u₂)`` with
-    ``u ~ U(−spread, spread)²`` redrawn until ``|u₁ − u₂| ≥ min_gap`` (so c = W₁₁ − W₂₂ ≠ 0), and the
-    same matrix with off-diagonal entries ``perturb · N(0, 1)`` (the non-invariant variant)."""
-    rng = np.random.default_rng(seed)
-    while True:
-        u = rng.uniform(-spread, spread, 2)
-        if abs(u[0] - u[1]) >= min_gap:
-            break
-    diag = np.diag(u)
-    pert = diag.copy()
-    pert[0, 1], pert[1, 0] = perturb * rng.standard_normal(2)
-    return diag, pert
 
 
 @dataclass

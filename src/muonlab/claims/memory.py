@@ -7,9 +7,10 @@ code were not available to us; the workload below is **our reconstruction** from
 stated setting (Gaussian key/value embeddings so that N ≫ d associations can be stored, a
 multinomial logistic loss, power-law frequencies). Sizes and thresholds are our choices.
 
-**Model.** Keys ``i ∈ [N]``, values ``j ∈ [M]`` (``M = N``), target map ``f`` (identity by
-default). Embeddings ``e_i, u_j ~ N(0, I_d/d)`` are fixed columns of ``E ∈ R^{d×N}`` and
-``U ∈ R^{d×M}``. Key frequencies ``p_i ∝ i^{−α}``. The memory ``W ∈ R^{d×d}`` scores value ``j``
+**Model** (the lab workload :mod:`muonlab.lab.workloads.assoc_memory`; this module re-exports
+its pure functions and builds on them). Keys ``i ∈ [N]``, values ``j ∈ [M]`` (``M = N``), target
+map ``f`` (identity by default). Embeddings ``e_i, u_j ~ N(0, I_d/d)`` are fixed columns of
+``E ∈ R^{d×N}`` and ``U ∈ R^{d×M}``. Key frequencies ``p_i ∝ i^{−α}``. The memory ``W ∈ R^{d×d}`` scores value ``j``
 for key ``i`` as ``z_j(i) = u_jᵀ W e_i``; the loss is ``E_{i∼p}[−log softmax_j z(i) at f(i)]``.
 A minibatch of ``B`` keys drawn i.i.d. from ``p`` enters the gradient only through its empirical
 frequencies ``c_i = (#copies of i)/B``, so
@@ -46,6 +47,9 @@ import torch
 
 from ..lab.inference import (paired_interval, ratio_interval, slope_interval, t_test,
                              untestable)
+from ..lab.workloads.assoc_memory import (AssocMemory, batch_frequencies, capacity, embeddings,  # noqa: F401
+                                          gradient, gradient_at_zero, nested_frequencies, power_law,
+                                          prefix_capacity, recovered, weighted_error)
 from .base import (Claim, ClaimResult, Context, TUNE_SEED0, Tuned, fmt_mean, gated, md_table, one_thread, pyplot,
                    save_fig)
 
@@ -53,74 +57,7 @@ PAPER = "arXiv 2603.26554"
 SEED_DOC = "001 hyperparameter transfer"
 
 
-# ---- the model -----------------------------------------------------------------------------------
-
-def power_law(n: int, alpha: float) -> torch.Tensor:
-    """Key frequencies ``p_i = i^{−α} / Σ_{k≤n} k^{−α}`` for ``i = 1..n`` (float64, sums to 1)."""
-    if n < 1 or alpha <= 0:
-        raise ValueError(f"power_law needs n >= 1 and alpha > 0, got n={n}, alpha={alpha}")
-    p = torch.arange(1, n + 1, dtype=torch.float64) ** (-float(alpha))
-    return p / p.sum()
-
-
-def embeddings(d: int, n_keys: int, n_values: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Key and value embeddings ``E ∈ R^{d×N}``, ``U ∈ R^{d×M}`` with i.i.d. ``N(0, 1/d)`` entries
-    (so ``‖e_i‖ ≈ 1``), float64 on the CPU, deterministic in ``seed``."""
-    g = torch.Generator().manual_seed(int(seed))
-    e = torch.randn(d, n_keys, generator=g, dtype=torch.float64) / math.sqrt(d)
-    u = torch.randn(d, n_values, generator=g, dtype=torch.float64) / math.sqrt(d)
-    return e, u
-
-
-def batch_frequencies(p: torch.Tensor, batch: int, rng: np.random.Generator) -> torch.Tensor:
-    """Empirical frequencies ``c_i = (#copies of key i)/B`` of ``B`` keys drawn i.i.d. from ``p``
-    (multinomial counts: the exact law of the i.i.d. batch, at O(N) cost)."""
-    return torch.from_numpy(rng.multinomial(int(batch), p.numpy()) / float(batch))
-
-
-def nested_frequencies(p: torch.Tensor, batches: Sequence[int], rng: np.random.Generator
-                       ) -> list[torch.Tensor]:
-    """Frequencies of the first ``B_1 < B_2 < …`` keys of one i.i.d. stream from ``p``: each batch
-    contains the previous one (counts add multinomial increments), which couples the batch sizes
-    and smooths an error-vs-batch curve without changing any single batch's law."""
-    counts = np.zeros(len(p), dtype=np.int64)
-    prev, out = 0, []
-    for b in batches:
-        if b < prev:
-            raise ValueError(f"nested_frequencies needs increasing batch sizes, got {list(batches)}")
-        counts = counts + rng.multinomial(int(b) - prev, p.numpy())
-        prev = int(b)
-        out.append(torch.from_numpy(counts / float(b)))
-    return out
-
-
-def gradient_at_zero(e: torch.Tensor, u: torch.Tensor, c: torch.Tensor,
-                     f: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss gradient at ``W = 0`` for batch frequencies ``c``: all logits are 0, the softmax is
-    uniform ``1/M``, so ``G = Σ_i c_i (ū − u_{f(i)}) e_iᵀ = ū (E c)ᵀ − U_f diag(c) Eᵀ``.
-    Memory O(d·N), independent of the batch size."""
-    uf = u if f is None else u[:, f]
-    c = c.to(e)
-    ubar = u.mean(dim=1, keepdim=True)
-    return ubar @ (e @ c)[None, :] - (uf * c) @ e.T
-
-
-def gradient(w: torch.Tensor, e: torch.Tensor, u: torch.Tensor, c: torch.Tensor,
-             f: torch.Tensor | None = None, chunk: int = 4096) -> torch.Tensor:
-    """The multinomial-logistic gradient ``G = U (P − Y) diag(c) Eᵀ`` at any ``W``, over the keys
-    present in the batch (``c_i > 0``), in chunks of ``chunk`` keys: memory O(chunk·M)."""
-    keys = torch.nonzero(c > 0).flatten()
-    g = torch.zeros_like(w)
-    uw = u.T @ w                                                  # M × d
-    for s in range(0, len(keys), chunk):
-        k = keys[s:s + chunk].to(e.device)
-        ek = e[:, k]
-        prob = torch.softmax(uw @ ek, dim=0)                      # M × K
-        tgt = k if f is None else f[k]
-        prob[tgt, torch.arange(len(k), device=e.device)] -= 1.0
-        g += u @ (prob * c.to(e)[k]) @ ek.T
-    return g
-
+# ---- update maps (the model itself is the lab workload ``assoc_memory``) ---------------------------
 
 def _svd(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD of ``g`` and the mask of its numerically nonzero singular values
@@ -158,43 +95,6 @@ def identity_map(g: torch.Tensor) -> torch.Tensor:
 
 
 MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"SGD": identity_map, "Muon": polar}
-
-
-def recovered(w: torch.Tensor, e: torch.Tensor, u: torch.Tensor, f: torch.Tensor | None = None, *,
-              dtype: torch.dtype = torch.float32, chunk: int = 2048) -> torch.Tensor:
-    """``recovered(i) = 1[u_{f(i)}ᵀ W e_i > max_{j≠f(i)} u_jᵀ W e_i]`` for every key (bool, length N).
-
-    A strict argmax: ties (e.g. every key at ``W = 0``) are not recovered. Scores are computed as
-    ``(Uᵀ W) E_chunk`` in ``dtype`` (float32 by default: a rounding-level tie flips a key only when
-    its margin is ~1e-7 of the scores), in key chunks of ``chunk`` (memory O(chunk·M))."""
-    n = e.shape[1]
-    f = torch.arange(n, device=e.device) if f is None else f.to(e.device)
-    a = (u.T @ w).to(dtype)                                       # M × d
-    out = torch.empty(n, dtype=torch.bool, device=e.device)
-    for s in range(0, n, chunk):
-        sl = slice(s, min(s + chunk, n))
-        sc = a @ e[:, sl].to(dtype)                               # M × chunk
-        cols = torch.arange(sc.shape[1], device=e.device)
-        tgt = sc[f[sl], cols].clone()
-        sc[f[sl], cols] = -torch.inf
-        out[sl] = tgt > sc.max(dim=0).values
-    return out
-
-
-def weighted_error(rec: torch.Tensor, p: torch.Tensor) -> float:
-    """Frequency-weighted error ``Σ_i p_i (1 − recovered(i))`` (1 when nothing is recovered)."""
-    return float((p * (~rec.cpu()).to(p.dtype)).sum())
-
-
-def capacity(rec: torch.Tensor) -> int:
-    """Number of recovered keys."""
-    return int(rec.sum())
-
-
-def prefix_capacity(rec: torch.Tensor) -> int:
-    """Largest ``k`` such that keys ``1..k`` (the ``k`` most frequent) are all recovered."""
-    miss = torch.nonzero(~rec.cpu()).flatten()
-    return int(miss[0]) if len(miss) else len(rec)
 
 
 def one_step(e: torch.Tensor, u: torch.Tensor, c: torch.Tensor, update: Callable[[torch.Tensor], torch.Tensor],
@@ -303,9 +203,9 @@ def _device() -> torch.device:
 
 def _instance(d: int, keys_per_dim: int, alpha: float, seed: int, dev: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = keys_per_dim * d
-    e, u = embeddings(d, n, n, seed)
-    return e.to(dev), u.to(dev), power_law(n, alpha)
+    wl = AssocMemory(d=d, keys_per_dim=keys_per_dim, alpha=alpha, instance=seed)
+    wl.setup(dev)
+    return wl.E, wl.U, wl.p
 
 
 def _rng(*key: int) -> np.random.Generator:

@@ -8,6 +8,10 @@ itself contains no diagnostics code:
   ``ΔW = W_after − W_before``, compute the statistics, and emit one record per parameter.
 
 On a step that is not sampled, the hooks only increment a counter.
+
+With ``activations`` set, the probe also registers forward hooks on chosen layers of the model and
+records the Spectral Lens statistics of their activation covariance (arXiv 2605.05683, see
+:mod:`muonlab.diagnostics.lens`) over the forward passes that build a sampled step's gradient.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from . import spectrum as S
+from .lens import _Recorder, select_layers, spectrum_summary
 
 #: Per-parameter state keys read as "the momentum", first match wins: muonlab/torch Muon and SGD
 #: (``momentum_buffer``) and Adam-type first moments (``exp_avg``).
@@ -83,6 +88,13 @@ class SpectralProbe:
             ``spectral/<target>/<stat>/<param>``.
         keep: keep records in memory for :meth:`records` and :meth:`write_jsonl` (default
             True). Set it to False for long runs that stream to ``jsonl`` or TensorBoard.
+        activations: opt-in activation spectra (default False). True selects the layers of
+            :func:`~muonlab.diagnostics.lens.select_layers` (a transformer's blocks, else every
+            Linear and conv layer); a list of module names or a callable ``(name, module) -> bool``
+            selects others. Forward hooks accumulate the covariance of each layer's output over
+            the forward passes run with gradients enabled before a sampled step (evaluation under
+            ``torch.no_grad`` is ignored), and the post-step hook emits one record per layer.
+            Needs ``model``.
 
     Record layout (one dict per sampled (step, parameter); every value is a float, an int, a str,
     a list or ``None``, so the dict is JSON-serializable)::
@@ -97,6 +109,16 @@ class SpectralProbe:
                       # only with frame_k set:
                       "frame_alignment_left": …, "frame_alignment_right": …, "frame_alignment_max": …,
                       "frame_k": k}}
+
+    With ``activations``, each sampled step also gives one record per layer (no ``param`` key)::
+
+        {"step": 0, "layer": "blocks.0",
+         "activation": {"rankme": …, "alpha_tail": …, "r2_tail": …, "alpha_head": …, "r2_head": …,
+                        "top10": …, "trace": …, "samples": N, "width": C,
+                        "eigenvalues": [...]}}   # eigenvalues only with singular_values=True
+
+    (:func:`~muonlab.diagnostics.lens.spectrum_summary` of the covariance eigenvalues: the tail
+    exponent over ranks 30..150, the head exponent over ranks 1..10, the top-10 share, RankMe.)
 
     ``None`` marks a value that is undefined: ``min_gap`` with fewer than two nonzero σ's, which the
     pure functions return as ``+inf``. A target that is absent (no momentum state, no gradient) is
@@ -129,6 +151,7 @@ class SpectralProbe:
         jsonl: str | os.PathLike | None = None,
         tensorboard: Any = None,
         keep: bool = True,
+        activations: bool | Iterable[str] | Callable[[str, nn.Module], bool] = False,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -157,10 +180,22 @@ class SpectralProbe:
         self._names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
         self._select = self._make_selector(params)
         self._writer, self._own_writer = self._make_writer(tensorboard)
+        self._acts = self._make_recorder(model, activations)
         self._handles = [
             optimizer.register_step_pre_hook(self._pre_hook),
             optimizer.register_step_post_hook(self._post_hook),
         ]
+
+    def _make_recorder(self, model: nn.Module | None, activations: Any) -> _Recorder | None:
+        if activations is False or activations is None:
+            return None
+        if model is None:
+            raise ValueError("activations=... needs the model (its forward passes are hooked)")
+        names = select_layers(model, None if activations is True else activations)
+        # Only forward passes that build a sampled step's gradient: grad mode on (evaluation runs
+        # under no_grad) and the step about to be taken is sampled.
+        return _Recorder(model, names, which="output", channel_dim=None, rms_norm=False,
+                         active=lambda: self._step % self.every == 0 and torch.is_grad_enabled())
 
     # ---- configuration ----------------------------------------------------------------------
 
@@ -226,7 +261,12 @@ class SpectralProbe:
 
     def _post_hook(self, optimizer, args, kwargs) -> None:
         step, self._step = self._step, self._step + 1
-        if not self._pending:
+        covs = {}
+        if self._acts is not None:
+            covs, self._acts.covs = self._acts.covs, {}
+            self.seconds += self._acts.seconds
+            self._acts.seconds = 0.0
+        if not self._pending and not covs:
             return
         t0 = time.perf_counter()
         pending, self._pending = self._pending, []
@@ -238,6 +278,7 @@ class SpectralProbe:
                 if grad is None:
                     continue
                 new.append(self._record(step, name, g, p, before, grad))
+            new.extend(self._activation_record(step, layer, cov) for layer, cov in covs.items())
         if self.keep:
             self._records.extend(new)
         if self.jsonl is not None:
@@ -250,8 +291,11 @@ class SpectralProbe:
 
     def _momentum(self, p: Tensor) -> Tensor | None:
         state = self.optimizer.state.get(p, {})
+        # muonlab optimizers may store state quantized (state_precision="int8"); they hand it out
+        # as a tensor through state_tensor. Duck-typed: the probe works with any torch optimizer.
+        read = getattr(self.optimizer, "state_tensor", None)
         for key in self.state_keys:
-            m = state.get(key)
+            m = read(p, key) if read is not None else state.get(key)
             if isinstance(m, Tensor) and m.shape == p.shape:
                 return m.detach()
         return None
@@ -316,6 +360,14 @@ class SpectralProbe:
                 rec["pairwise"]["frame_k"] = k
         return rec
 
+    def _activation_record(self, step: int, layer: str, cov) -> dict:
+        ev = cov.eigenvalues()
+        stats: dict[str, Any] = {k: (v if math.isfinite(v) else None) for k, v in spectrum_summary(ev).items()}
+        stats.update(samples=cov.n, width=cov.dim)
+        if self.singular_values:
+            stats["eigenvalues"] = ev.tolist()
+        return {"step": step, "layer": layer, "activation": stats}
+
     def _log_tensorboard(self, records: list[dict]) -> None:
         for rec in records:
             for section, stats in rec.items():
@@ -323,7 +375,8 @@ class SpectralProbe:
                     continue
                 for stat, v in stats.items():
                     if isinstance(v, float):
-                        self._writer.add_scalar(f"spectral/{section}/{stat}/{rec['param']}", v, rec["step"])
+                        where = rec.get("param", rec.get("layer"))  # activation records name a layer
+                        self._writer.add_scalar(f"spectral/{section}/{stat}/{where}", v, rec["step"])
         if hasattr(self._writer, "flush"):
             self._writer.flush()
 
@@ -363,6 +416,8 @@ class SpectralProbe:
             h.remove()
         self._handles = []
         self._pending = []
+        if self._acts is not None:
+            self._acts.remove()
         if self._own_writer and self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -7,6 +7,9 @@ ranks. See docs/distributed.md.
     CollectiveTimeout, DistributedError         what a dead or hanging rank raises
     save_checkpoint, load_checkpoint            DCP, resharding across world sizes
     init_from_env, is_main, shard_batch, ...    torchrun helpers
+    DiLoCo, MuLoCo, DiLoCoSimulator              local-SGD outer loop (docs/diloco.md)
+    RingmasterSimulator, LMOServer, SGDServer    asynchronous workers simulated in one process
+    EF21Executor                                 EF21-Muon with one worker per rank
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from .checkpoint import check_state_symmetric
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
 from .comm import DEFAULT_TIMEOUT_S, TIMEOUT_ENV, CollectiveTimeout, DistributedError
+from .diloco import DiLoCo, DiLoCoSimulator, MuLoCo, muloco_inner
+from .ef21 import EF21Executor
 from .executor import DistributedExecutor, assign_owners, matrix_cost
 from .launch import (
     DistInfo,
@@ -30,6 +35,7 @@ from .launch import (
     shutdown,
     wrap_model,
 )
+from .ringmaster import LMOServer, RingmasterSimulator, SGDServer
 
 
 def auto_executor(process_group=None, **kwargs) -> LocalExecutor:
@@ -44,9 +50,16 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TIMEOUT_ENV",
     "CollectiveTimeout",
+    "DiLoCo",
+    "DiLoCoSimulator",
     "DistInfo",
     "DistributedError",
     "DistributedExecutor",
+    "EF21Executor",
+    "LMOServer",
+    "MuLoCo",
+    "RingmasterSimulator",
+    "SGDServer",
     "assign_owners",
     "auto_executor",
     "check_state_symmetric",
@@ -56,6 +69,7 @@ __all__ = [
     "is_main",
     "load_checkpoint",
     "matrix_cost",
+    "muloco_inner",
     "reduce_mean",
     "save_checkpoint",
     "shard_batch",

@@ -92,6 +92,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--probe-every", type=int, default=0, metavar="N",
                    help="record spectral diagnostics every N steps (needs muonlab.diagnostics)")
+    p.add_argument("--probe-activations", action="store_true",
+                   help="with --probe-every: also record each layer's activation-covariance spectrum")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -101,7 +103,7 @@ def base_config(args: argparse.Namespace, optimizer: str = "") -> RunConfig:
 
     cls = get_workload(args.workload)
     cfg = RunConfig(args.workload, optimizer, steps=args.steps, device=args.device,
-                    probe_every=args.probe_every)
+                    probe_every=args.probe_every, probe_activations=args.probe_activations)
     if args.steps < 0:
         raise ValueError(f"--steps {args.steps} must be >= 0")
     if args.data is not None:

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from . import plots as plotting
 from .records import Run, load_runs, write_atomic
-from .stats import (SIGNIFICANCE_RULE, BestLR, auto_target, axis_table, best_lr_table, comparisons,
+from .stats import (SIGNIFICANCE_RULE, BestLR, auto_target, axis_table, best_lr_table, by_config, comparisons,
                     curves, diagnostics_series, headline_metric, lower_is_better, lr_sensitivity,
                     numeric_axes, target_table)
 
@@ -88,6 +88,7 @@ def write_report(root: str | Path, out_dir: str | Path | None = None, *, metric:
         if diag and plots:
             plotting.plot_diagnostics(diag, out / f"{w}_diagnostics.png")
             md += ["### Spectral diagnostics", "", f"![{w} diagnostics]({w}_diagnostics.png)", ""]
+        md += _activation_section(w, finished, rows, out if plots else None)
     md += ["## Provenance", ""] + _provenance_lines(finished)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"
@@ -155,6 +156,52 @@ def _target_section(w: str, runs: Sequence[Run], rows: Sequence[BestLR], metric:
                     f"{_num(c.ci[1], '+.0f')}]: {c.verdict}" for c in comps]
     md += ["", f"Significance rule: {SIGNIFICANCE_RULE}", ""]
     return md, summary
+
+
+#: Activation-spectrum statistics of the probe's layer records shown in the report (Spectral Lens).
+ACTIVATION_STATS = ("rankme", "alpha_tail", "alpha_head", "top10")
+
+
+def _activation_section(w: str, runs: Sequence[Run], rows: Sequence[BestLR], out: Path | None) -> list[str]:
+    """Table (and plot when ``out``) of the probe's activation-spectrum records of workload ``w``
+    (``SpectralProbe(..., activations=True)``): per best-LR config and layer, the statistics at
+    the last sampled step, averaged over seeds; nothing when no run has such records."""
+    groups = by_config(runs)
+    table, series = [], {}
+    for row in rows:
+        # layer -> step -> the records' activation dicts (one per seed)
+        acc: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for run in groups.get(row.config, {}).get(row.lr, []):
+            for rec in run.probe:
+                if isinstance(rec.get("activation"), dict) and "layer" in rec and "step" in rec:
+                    acc[str(rec["layer"])][int(rec["step"])].append(rec["activation"])
+        if not acc:
+            continue
+
+        def mean(recs: list[dict], key: str) -> float:
+            vals = [r[key] for r in recs if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            return sum(vals) / len(vals) if vals else math.nan
+
+        for layer in sorted(acc):
+            last = max(acc[layer])
+            table.append([f"`{row.label}`", f"`{layer}`", str(last)]
+                         + [_num(mean(acc[layer][last], k)) for k in ACTIVATION_STATS]
+                         + [str(len(acc[layer][last]))])
+        steps = sorted({s for by_step in acc.values() for s in by_step})
+        series[f"{w}: {row.label}"] = {
+            f"activation/{k}": (steps, [mean([r for by_step in acc.values() for r in by_step.get(s, [])], k)
+                                        for s in steps]) for k in ACTIVATION_STATS}
+    if not table:
+        return []
+    intro = ("Covariance eigenvalues of each probed layer's activations at the last sampled step, mean over "
+             "seeds: RankMe, the power-law exponent over ranks 30–150 (α tail) and 1–10 (α head), and the "
+             "share of the trace in the 10 leading modes (n/a: the layer has fewer ranks than the window).")
+    md = ["### Activation spectra (Spectral Lens, arXiv 2605.05683)", "", intro, ""]
+    md += _table(["config", "layer", "step", "RankMe", "α tail", "α head", "top-10 share", "seeds"], table)
+    if out is not None:
+        plotting.plot_diagnostics(series, out / f"{w}_activations.png")
+        md += ["", f"![{w} activation spectra]({w}_activations.png)"]
+    return md + [""]
 
 
 def _provenance_lines(runs: Sequence[Run]) -> list[str]:

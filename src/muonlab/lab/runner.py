@@ -61,6 +61,8 @@ class RunConfig:
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
         probe_every: sample spectral diagnostics every N optimizer steps (0 = off); needs
             :mod:`muonlab.diagnostics`.
+        probe_activations: the probe also records each layer's activation-covariance spectrum
+            (RankMe, tail exponent; :func:`muonlab.diagnostics.activation_spectrum`).
         keep_checkpoint: keep checkpoint.pt after the run finishes (default False, to save disk).
     """
 
@@ -78,6 +80,7 @@ class RunConfig:
     checkpoint_every: int = 0
     device: str = "auto"
     probe_every: int = 0
+    probe_activations: bool = False
     keep_checkpoint: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -252,7 +255,7 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
     elif job.main:
         write_json(run_dir / "config.json",
                    _config_record(cfg, wl, steps, eval_every, device, optimizers) | job.record())
-    probe = _attach_probe(model, optimizers[0], cfg.probe_every, run_dir, step)
+    probe = _attach_probe(model, optimizers[0], cfg.probe_every, run_dir, step, cfg.probe_activations)
 
     bar = _progress(progress and job.main, steps, step, f"{cfg.workload} {cfg.optimizer} seed={cfg.seed}")
     loss_sum, loss_n, diverged = 0.0, 0, False
@@ -390,11 +393,13 @@ class _ProbeWriter:
 
 
 def _attach_probe(model: torch.nn.Module, optimizer: torch.optim.Optimizer, every: int,
-                  run_dir: Path, step: int) -> _ProbeWriter | None:
+                  run_dir: Path, step: int, activations: bool = False) -> _ProbeWriter | None:
     if not every:
         return None
     try:
         from ..diagnostics import SpectralProbe  # optional: the diagnostics package may be absent
     except ImportError:
         raise ValueError("probe_every needs muonlab.diagnostics, which is not available") from None
-    return _ProbeWriter(SpectralProbe(model, optimizer, every=every), run_dir / "probe.jsonl", step)
+    # activations only when asked, so probes without that option (older or custom) still attach
+    probe = SpectralProbe(model, optimizer, every=every, **({"activations": True} if activations else {}))
+    return _ProbeWriter(probe, run_dir / "probe.jsonl", step)

@@ -8,7 +8,7 @@ knows about optimizers, state or ranks.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -274,9 +274,38 @@ def polar_svd(G: Tensor, *, rtol: float | None = None, out_dtype: torch.dtype | 
     return ((U * keep.unsqueeze(-2).to(work)) @ Vh).to(out_dtype)
 
 
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _checked(fn, O, expected: tuple[int, ...]) -> Tensor:
+    if not isinstance(O, Tensor) or tuple(O.shape) != expected:
+        got = tuple(O.shape) if isinstance(O, Tensor) else type(O).__name__
+        raise ValueError(
+            f"orthogonalizer {_name(fn)} returned {got} for an input of shape {expected}; it must "
+            "return a tensor of the input's shape (set fn.batched = True only if it handles (B, m, n) stacks)"
+        )
+    return O
+
+
+def user_polar(fn: Callable[[Tensor], Tensor], G: Tensor, out_dtype: torch.dtype | None = None) -> Tensor:
+    """Apply a user-supplied orthogonalizer ``fn`` to ``G`` of shape ``(..., m, n)``.
+
+    ``fn`` receives one ``(m, n)`` matrix at a time, in ``G``'s dtype (it handles its own
+    precision), unless it has the attribute ``batched = True``: then it receives the whole stack.
+    Its result must have the input's shape; it is cast to ``out_dtype`` (default ``G``'s dtype).
+    Dion and Emerging-Optimizers accept such callables too; this is the same contract.
+    """
+    if getattr(fn, "batched", False) or G.ndim == 2:
+        return _checked(fn, fn(G), tuple(G.shape)).to(out_dtype or G.dtype)
+    shape = tuple(G.shape[-2:])
+    O = torch.stack([_checked(fn, fn(x), shape) for x in G.reshape(-1, *shape).unbind(0)])
+    return O.reshape(G.shape).to(out_dtype or G.dtype)
+
+
 def orthogonalize(
     G: Tensor,
-    method: str = "newton_schulz",
+    method: str | Callable[[Tensor], Tensor] = "newton_schulz",
     *,
     steps: int | None = None,
     coefficients: str | Sequence[float] | Sequence[Sequence[float]] | None = None,
@@ -300,10 +329,15 @@ def orthogonalize(
         [0.977, 1.013] there, vs [0.68, 1.13] for Keller's 5 steps): 20% fewer FLOPs.
         ``"svd"``: the exact ``U Vᵀ`` (:func:`polar_svd`), the reference.
 
+    ``method`` may also be any callable ``X -> polar(X)`` (see :func:`user_polar`); the
+    Newton–Schulz options below are then ignored.
+
     ``coefficients`` overrides the method's table (any Newton–Schulz-type method); ``steps``
     defaults to the method's own count; ``gram`` selects the Gram-matrix iteration (None: by shape,
     see :func:`newton_schulz`). The result has ``G``'s shape and dtype.
     """
+    if callable(method):
+        return user_polar(method, G, out_dtype)
     if method not in METHODS:
         raise ValueError(f"unknown orthogonalization method {method!r}; choose one of {METHODS}")
     if method == "svd":

@@ -39,6 +39,19 @@ BeyondMuon's own settings (``ridge=1e-4``, ``iters=15``) give ≈ 3% at σ = 1e-
 geometric spectrum but 16–19% for that worst case; the optimizer
 (:mod:`muonlab.optim.spectral_power`) keeps them for fidelity. Details and measurements:
 docs/methods/seed_methods.md.
+
+Regularisation (``regularization=``, coupled-Newton route only):
+
+``"homogeneous"``  (default) the above: unit-Frobenius input, one relative ridge ``ridge·tr(A)/k``
+                   (plus the rounding floor) on ``A`` only; exactly homogeneous.
+``"beyondmuon"``   BeyondMuon's exact formula (``spectral_ns.py`` @ 56dd187): the input at its own
+                   scale, and ``(1e-6 + ridge·tr(M)/k)·I`` added to *both* matrices whose root is
+                   taken, ``M = A`` and ``M = A^{-1/2}``::
+
+                       Z = (A + (1e-6 + ridge·tr(A)/k) I)^{-1/2};  Ψ_{1/2}(X) = (Z + (1e-6 + ridge·tr(Z)/k) I)^{1/2} X
+
+                   No rounding floor is added (their formula has none; the absolute 1e-6 keeps
+                   ``A`` positive definite unless ``A``'s scale is below about 1e-6/ε).
 """
 
 from __future__ import annotations
@@ -55,6 +68,12 @@ POWER_METHODS = ("auto", "newton", "eigh", "svd")
 
 #: Powers with a coupled-Newton (matmul-only) route.
 NEWTON_POWERS = (0.5, 0.25)
+
+#: ``regularization=`` choices of :func:`spectral_power` (see the module docstring).
+REGULARIZATIONS = ("homogeneous", "beyondmuon")
+
+#: BeyondMuon's absolute ridge (``eps`` of ``coupled_newton_schulz_sqrt_invsqrt``).
+BEYONDMUON_ABS_RIDGE = 1e-6
 
 # The rounding floor of the Gram matrix, in machine epsilons of ‖A‖_F: the float32 product X Xᵀ of
 # a rank-deficient X has eigenvalues down to −0.8ε‖A‖_F (≈ −2.7ε·λ_max; measured for k = 16…1024,
@@ -128,6 +147,21 @@ def _newton_half(X: Tensor, iters: int, ridge: float) -> Tensor:
     return (inv_fourth @ Xn) * norm.sqrt()
 
 
+def _beyondmuon_ridge(M: Tensor, ridge: float) -> Tensor:
+    """``M + (1e-6 + ridge·tr(M)/k)·I`` (BeyondMuon's regularisation of a matrix before its root)."""
+    k = M.size(-1)
+    delta = BEYONDMUON_ABS_RIDGE + ridge * M.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] / k
+    return M + delta * torch.eye(k, dtype=M.dtype, device=M.device)
+
+
+def _newton_half_beyondmuon(X: Tensor, iters: int, ridge: float) -> Tensor:
+    """``Ψ_{1/2}`` of a wide ``X`` by BeyondMuon's exact iteration: its scale, both roots ridged."""
+    A = _sym(X @ X.mT)
+    _, inv_sqrt = coupled_newton_sqrt(_beyondmuon_ridge(A, ridge), iters)
+    inv_fourth, _ = coupled_newton_sqrt(_beyondmuon_ridge(inv_sqrt, ridge), iters)
+    return inv_fourth @ X
+
+
 def _eigh_power(X: Tensor, p: float, ridge: float) -> Tensor:
     """``Ψ_p`` of a wide ``X`` from the eigendecomposition of its small-side Gram matrix."""
     Xn, norm = _unit(X)
@@ -171,6 +205,7 @@ def spectral_power(
     ns_coefficients: str | Sequence[float] | Sequence[Sequence[float]] | None = None,
     eps: float = 1e-7,
     rtol: float | None = None,
+    regularization: str = "homogeneous",
 ) -> Tensor:
     """``U Σᵖ Vᵀ`` for ``G = U Σ Vᵀ`` and ``p ∈ [0, 1]``, batched over leading dims.
 
@@ -193,13 +228,17 @@ def spectral_power(
             σ ≥ 5e-4, i.e. condition numbers up to 1e2 for k ≤ 400). Its iteration runs in
             ``compute_dtype`` as given (None = the input's dtype).
         rtol: "svd" only: singular values ``≤ rtol·σ_max`` map to 0 (default ``max(m, n)·ε``).
+        regularization: "homogeneous" (default: exactly homogeneous, ``ridge`` on ``A`` only) or
+            "beyondmuon" (BeyondMuon's formula: the input's own scale, ``1e-6 + ridge·tr/k`` on
+            ``A`` and on ``A^{-1/2}``); "beyondmuon" is the coupled-Newton route, so it needs
+            p ∈ {1/2, 1/4} with method "auto" or "newton" when 0 < p < 1.
 
     Returns:
         Tensor of ``G``'s shape in ``out_dtype``.
 
     Raises:
-        ValueError: p outside [0, 1] or NaN, an unknown method, "newton" with another p, or
-            ``iters < 1``, each naming the value.
+        ValueError: p outside [0, 1] or NaN, an unknown method or regularization, "newton" (or
+            "beyondmuon") with another p or route, or ``iters < 1``, each naming the value.
 
     Example::
 
@@ -218,6 +257,13 @@ def spectral_power(
         raise ValueError(
             f"spectral_power: method='newton' supports p in {(0, 1) + NEWTON_POWERS}, got p={p!r}; "
             "use method='eigh' (or 'auto') for other powers"
+        )
+    if regularization not in REGULARIZATIONS:
+        raise ValueError(f"spectral_power: regularization must be one of {REGULARIZATIONS}, got {regularization!r}")
+    if regularization == "beyondmuon" and 0 < p < 1 and (method not in ("auto", "newton") or p not in NEWTON_POWERS):
+        raise ValueError(
+            f"spectral_power: regularization='beyondmuon' is BeyondMuon's coupled-Newton iteration: it needs "
+            f"p in {NEWTON_POWERS} with method 'auto' or 'newton', got p={p!r}, method={method!r}"
         )
     out_dtype = out_dtype or G.dtype
     if p == 1:
@@ -241,9 +287,10 @@ def spectral_power(
     elif method == "eigh" or (method == "auto" and p not in NEWTON_POWERS):
         Y = _eigh_power(X, p, ridge)
     else:
-        Y = _newton_half(X, iters, ridge)
+        half = _newton_half_beyondmuon if regularization == "beyondmuon" else _newton_half
+        Y = half(X, iters, ridge)
         if p == 0.25:
-            Y = _newton_half(Y, iters, ridge)  # Ψ_{1/4} = Ψ_{1/2} ∘ Ψ_{1/2} (BeyondMuon "Q")
+            Y = half(Y, iters, ridge)  # Ψ_{1/4} = Ψ_{1/2} ∘ Ψ_{1/2} (BeyondMuon "Q")
     if tall:
         Y = Y.mT
     return Y.to(out_dtype)

@@ -30,6 +30,8 @@ class Hyper:
             or ``"any"`` (validated by ``check``).
         check: optional extra validator ``value -> error text or None``.
         optional: ``None`` is accepted (meaning "use the method's default").
+        allow_callable: a ``"choice"`` that also accepts any callable (a user-supplied
+            orthogonalizer ``X -> polar(X)`` where a method name is expected).
     """
 
     default: Any
@@ -42,10 +44,11 @@ class Hyper:
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None
     optional: bool = False
+    allow_callable: bool = False
 
     def describe(self) -> str:
         if self.kind == "choice":
-            return f"one of {self.choices}"
+            return f"one of {self.choices}" + (" or a callable" if self.allow_callable else "")
         if self.kind == "bool":
             return "True or False"
         parts = []
@@ -70,6 +73,8 @@ class Hyper:
         if value is None and self.optional:
             return None
         if self.kind == "choice":
+            if self.allow_callable and callable(value):
+                return None
             return None if value in self.choices else f"expected {self.describe()}"
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"expected {self.describe()}"

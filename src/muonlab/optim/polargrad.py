@@ -44,7 +44,8 @@ class PolarGradRule(MuonRule):
         "adjust_lr_fn": H.Hyper("none", "shape scaling of the update (PolarGrad: none)", kind="choice",
                                 choices=(None,) + SHAPE_SCALES),
         "orthogonalizer": H.Hyper("polar_express", "orthogonalization method (accurate: it sets the scale)",
-                                  kind="choice", choices=MuonRule.hypers["orthogonalizer"].choices),
+                                  kind="choice", choices=MuonRule.hypers["orthogonalizer"].choices,
+                                  allow_callable=True),
         "compute_dtype": H.Hyper("float32", "dtype of the iteration; None = the update's dtype",
                                  kind="choice", choices=COMPUTE_DTYPES + (None,)),
     }

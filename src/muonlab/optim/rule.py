@@ -42,18 +42,43 @@ def _check_coefficients(value: Any) -> str | None:
     return None
 
 
+# Storage precision of a rule's parameter-shaped state (momentum, Adam moments) between steps; the
+# shell (de)quantizes around the rule's step (muonlab.optim.state, muonlab.optim.quant). Any rule that
+# declares these gets it; every matrix rule does through MATRIX_HYPERS.
+STATE_HYPERS: dict[str, H.Hyper] = {
+    "state_precision": H.Hyper(
+        None,
+        "storage of parameter-shaped state between steps: None/'float32' = the rule's own tensors; "
+        "'int8' = 1 byte + 4/block per element (8-bit Muon, arXiv 2509.23106); 'int4' = ½ byte + 4/block (RECON)",
+        kind="choice", choices=(None, "float32", "int8", "int4"),
+    ),
+    "state_quant_map": H.Hyper(
+        None, "code map of quantized state: linear (absmax, round(L·x/s)) or dynamic (bitsandbytes' "
+        "dynamic-tree code book); None = linear for int8 (the 8-bit Muon paper), dynamic for int4 (Li et al.)",
+        kind="choice", choices=(None, "linear", "dynamic"),
+    ),
+    "state_block_size": H.Hyper(
+        None, "elements per absmax scale of quantized state; None = 2048 for int8, 128 for int4",
+        kind="int", low=1, optional=True,
+    ),
+}
+
 # Hyperparameters shared by every matrix rule.
 MATRIX_HYPERS: dict[str, H.Hyper] = {
     "lr": H.LR,
     "weight_decay": H.WEIGHT_DECAY,
     "weight_decay_mode": H.WEIGHT_DECAY_MODE,
     "matrix_view": H.Hyper(None, "how a >2-D parameter is seen as a matrix", kind="choice", choices=VIEWS),
+    **STATE_HYPERS,
 }
 
 # Hyperparameters of rules that orthogonalize with :func:`muonlab.orthogonalize`.
 ORTHO_HYPERS: dict[str, H.Hyper] = {
     "orthogonalizer": H.Hyper(
-        "newton_schulz", "orthogonalization method", kind="choice", choices=METHODS
+        "newton_schulz",
+        "orthogonalization method: a name, or any callable X -> polar(X) (one (m, n) matrix at a time, "
+        "or the (B, m, n) stack if it has the attribute batched=True)",
+        kind="choice", choices=METHODS, allow_callable=True,
     ),
     "ns_coefficients": H.Hyper(
         None,

@@ -10,15 +10,24 @@ where the full-matrix work runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import registry
 from . import hyper as H
-from .executor import LocalExecutor, select_executor
-from .state import check_declared, complete_loaded_state, param_keys
+from . import quant
+from .executor import is_sharded, select_executor
+from .state import (
+    check_declared,
+    complete_loaded_state,
+    dequantize_states_,
+    param_keys,
+    quant_format,
+    quantize_states_,
+)
 
 # Group keys that are not hyperparameters of any rule.
 _GROUP_META = {"params", "param_names", "algorithm", "role", "initial_lr", "name"}
@@ -43,6 +52,15 @@ class _PerGroup:
 
 
 PER_GROUP = _PerGroup()
+
+
+_CALLABLE = "callable:"
+
+
+def _callable_tag(fn) -> str:
+    """How a callable hyperparameter is written in a state_dict."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{_CALLABLE}{getattr(fn, '__module__', None) or '?'}.{name}"
 
 
 def _param_label(group: dict, i: int, p: Tensor) -> str:
@@ -95,6 +113,10 @@ class HybridOptimizer(torch.optim.Optimizer):
     defaults, then validated: an invalid value raises ``ValueError`` naming it, the
     hyperparameter and the group. Extra unknown keys raise too, so typos are never swallowed.
 
+    Quantized state: a group with ``state_precision="int8"`` (or ``"int4"``) keeps its rule's
+    parameter-shaped state (momentum, Adam moments) block-wise quantized between steps (see
+    :mod:`muonlab.optim.quant`); the rule runs unchanged on the dequantized tensors.
+
     Checkpoints: ``load_state_dict`` accepts torch.optim checkpoints (a ``torch.optim.Muon`` or
     ``AdamW`` state_dict loads into the matching groups: hyperparameters the checkpoint lacks keep
     this optimizer's values, state it lacks is created as at the first step) and older muonlab
@@ -120,7 +142,7 @@ class HybridOptimizer(torch.optim.Optimizer):
     ) -> None:
         registry.get_spec(algorithm)  # fail early on an unknown name
         if not isinstance(check_finite, bool):
-            raise ValueError(f"invalid check_finite={check_finite!r}; expected True or False")
+            raise ValueError(f"invalid check_finite={check_finite!r}; expected True or False")  # noqa: TRY004
         group_defaults = {k: dict(v) for k, v in (group_defaults or {}).items()}
         for alg in group_defaults:
             try:
@@ -164,7 +186,7 @@ class HybridOptimizer(torch.optim.Optimizer):
         algorithm = param_group.get("algorithm", self.defaults["algorithm"])
         where = f"{type(self).__name__} param group {index} (algorithm={algorithm!r})"
         if not isinstance(algorithm, str):
-            raise ValueError(f"{where}: algorithm must be a registered name, got {algorithm!r}")
+            raise ValueError(f"{where}: algorithm must be a registered name, got {algorithm!r}")  # noqa: TRY004
         try:
             rule = registry.get_rule(algorithm)
         except ValueError as e:
@@ -239,8 +261,36 @@ class HybridOptimizer(torch.optim.Optimizer):
             rule.check_group(group, where)
         for i, p in enumerate(group["params"]):
             rule.check_param(p, group, f"{where}: parameter {_param_label(group, i, p)}")
+            if quant_format(group) is not None and is_sharded(p):
+                # Block scales straddle FSDP2 shard boundaries; not implemented (yet).
+                raise ValueError(
+                    f"{where}: state_precision={group['state_precision']!r} is not supported for the "
+                    f"DTensor (FSDP2) parameter {_param_label(group, i, p)}; use state_precision=None, "
+                    "or DDP / one process"
+                )
+
+    def state_tensor(self, p: Tensor, key: str) -> Tensor | None:
+        """The state entry ``key`` of ``p`` as a tensor of ``p``'s shape and dtype, dequantized when
+        it is stored quantized (``state_precision``); None when ``p`` has no such entry. For readers
+        such as :class:`muonlab.diagnostics.SpectralProbe`; the optimizer's state is not changed."""
+        entry = self.state.get(p, {}).get(key)
+        if isinstance(entry, dict) and quant.is_quantized(entry):
+            return quant.dequantize(entry, p.shape, p.dtype)
+        return entry if isinstance(entry, Tensor) else None
 
     # ---- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict``; a callable hyperparameter (a user-supplied ``orthogonalizer``) is
+        saved as its name ``"callable:module.qualname"``, not pickled, so the checkpoint still loads
+        with ``torch.load(weights_only=True)``; :meth:`load_state_dict` takes the callable back from
+        the optimizer it loads into."""
+        sd = super().state_dict()
+        sd["param_groups"] = [
+            {k: (_callable_tag(v) if k != "params" and callable(v) else v) for k, v in g.items()}
+            for g in sd["param_groups"]
+        ]
+        return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, also for torch.optim and older muonlab checkpoints.
@@ -254,8 +304,17 @@ class HybridOptimizer(torch.optim.Optimizer):
         saved_groups = state_dict.get("param_groups")
         if isinstance(saved_groups, list) and len(saved_groups) == len(self.param_groups):
             filled = []
-            for g, sg in zip(self.param_groups, saved_groups):
+            for index, (g, sg) in enumerate(zip(self.param_groups, saved_groups)):
                 sg = dict(sg)
+                for k, v in sg.items():  # callables were saved by name: take this optimizer's
+                    if isinstance(v, str) and v.startswith(_CALLABLE):
+                        if not (callable(g.get(k)) and _callable_tag(g[k]) == v):
+                            raise ValueError(
+                                f"{self._where(index, g)}: the checkpoint was saved with {k}={v[len(_CALLABLE):]} "
+                                f"(a callable, saved by name); build the optimizer with that callable before "
+                                f"load_state_dict (this one has {k}={g.get(k)!r})"
+                            )
+                        sg[k] = g[k]
                 rule = registry.get_rule(sg.get("algorithm", g["algorithm"]))
                 for k, v in g.items():  # not scheduler bookkeeping such as a cycled `momentum`
                     if k not in sg and k not in ("params", "param_names") and (k in rule.hypers or k in _GROUP_META):
@@ -271,7 +330,8 @@ class HybridOptimizer(torch.optim.Optimizer):
             saved = state_dict["state"].get(pid)
             if saved and p in self.state:
                 rule = registry.get_rule(group["algorithm"])
-                complete_loaded_state(rule, self.state[p], lambda: self._init_state(rule, p, group), saved)
+                fresh = lambda r=rule, p=p, g=group: self._init_state(r, p, g)
+                complete_loaded_state(rule, self.state[p], fresh, saved)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -307,7 +367,12 @@ class HybridOptimizer(torch.optim.Optimizer):
                 rgroup, view_of = _oriented(group)
                 params, grads, states = self._collect(index, group, rule, rgroup, view_of)
                 if params:
+                    quantized = "state_precision" in group
+                    if quantized:  # the rule sees float state; quantized entries are restored first
+                        dequantize_states_(rule, params, states)
                     self._run(rule, params, grads, states, rgroup, view_of)
+                    if quantized:
+                        quantize_states_(rule, params, states, quant_format(group))
         return loss
 
     def _run(self, rule, params: list, grads: list, states: list, rgroup: dict, view_of) -> None:

@@ -16,11 +16,25 @@ factor there). Ψ_p comes from :func:`muonlab.matfn.spectral_power`:
 * p = 0: the group's orthogonalizer (default Keller's Newton–Schulz quintic run for 15 steps in
   bf16: BeyondMuon reuses its ``ns_iters = 15`` knob), i.e. exactly Muon's ``orthogonalize``.
 * p = 1/2, 1/4: the coupled Newton iteration on the small Gram matrix, ``power_iters = 15`` steps
-  per root, relative ridge ``1e-4·tr(A)/k`` (BeyondMuon's values). One deviation: the update is
-  scaled to unit Frobenius norm first and BeyondMuon's absolute ``+1e-6`` ridge is replaced by
-  ``4ε‖A‖_F`` (see :mod:`muonlab.matfn.power`), so the transform is exactly homogeneous
-  (``Ψ_p(cU) = cᵖΨ_p(U)``) also for gradient-scale momentum. For Adam updates (Gram eigenvalues
-  ≈ n) BeyondMuon's absolute term is ≈ 1e-5 of the relative ridge, so the two agree closely.
+  per root, ridge ``1e-4·tr/k`` (BeyondMuon's values), regularised by ``regularization``:
+
+  - ``"homogeneous"`` (the default): the update is scaled to unit Frobenius norm first, the
+    relative ridge ``1e-4·tr(A)/k`` goes on ``A`` only, and BeyondMuon's absolute ``+1e-6`` is
+    replaced by the rounding floor ``4ε‖A‖_F`` (see :mod:`muonlab.matfn.power`).
+  - ``"beyondmuon"``: BeyondMuon's exact formula: the update at its own scale and
+    ``(1e-6 + 1e-4·tr(M)/k)·I`` added to both matrices whose root is taken, ``M = A`` and
+    ``M = A^{-1/2}`` (tested against a float64 for-loop of their ``spectral_ns.py``).
+
+  Why "homogeneous" is the default: it is exactly homogeneous, ``Ψ_p(cU) = cᵖΨ_p(U)``, so the
+  transform does not depend on the scale of the update. BeyondMuon's absolute 1e-6 does: for
+  gradient-scale inputs (``base="momentum"``, Gram eigenvalues ≲ 1e-6) it dominates the ridge and
+  pulls the result toward ``(1e-6)^{-1/4}·U Σ Vᵀ`` (a scaled copy of the input), away from
+  ``U Σᵖ Vᵀ`` (77% off for entries ≈ 1e-5, tested). And its second ridge, ``1e-4·tr(A^{-1/2})/k``, is set by the *smallest*
+  singular values, which dominate ``A^{-1/2}``: it lifts the largest outputs by about
+  ``½·1e-4·σ_max·mean_i(1/σ_i)`` (0.1% for a geometric spectrum of condition number 1e2, 0.5%
+  when most σ_i sit at σ_max/100; tested), where the homogeneous form keeps the top singular
+  values within 1e-5. For Adam updates (entries ≈ 1, BeyondMuon's AdamS) the two agree to a few
+  1e-4 after 20 steps (tested). Choose "beyondmuon" to reproduce BeyondMuon's runs exactly.
 * other p: eigendecomposition of the small Gram matrix ("eigh"); p = 1: the identity.
 
 Defaults (arXiv 2602.04669): ``p = 1/2`` and ``base = "adam"`` (the paper's finding: RMS-normalised
@@ -40,12 +54,12 @@ import torch
 from torch import Tensor
 
 from ..matfn import matrix_shape
-from ..matfn.power import POWER_METHODS, spectral_power
+from ..matfn.power import NEWTON_POWERS, POWER_METHODS, REGULARIZATIONS, spectral_power
 from ..registry import OptimizerSpec, register
 from . import hyper as H
 from .rule import MatrixRule, orthogonalize_group, scalar
-from .steps import SHAPE_SCALES, adam_denominator, adam_moments_, momentum_, shape_scale
 from .state import PARAM
+from .steps import SHAPE_SCALES, adam_denominator, adam_moments_, momentum_, shape_scale
 
 #: BeyondMuon's best matrix lrs for GPT-2 124M on OpenWebText (config/gpt-124M-NS/*.py) [EXACT],
 #: keyed by (base, p). A starting point for a sweep, not a transferable default.
@@ -84,6 +98,9 @@ class SpectralPowerRule(MatrixRule):
         "power_iters": H.Hyper(15, "coupled-Newton steps per root (BeyondMuon: 15)", kind="int", low=1,
                                high=100),
         "ridge": H.Hyper(1e-4, "relative Gram ridge δ = ridge·tr(A)/k (BeyondMuon: 1e-4)", low=0.0),
+        "regularization": H.Hyper("homogeneous", "homogeneous: unit-scale input, ridge on A only; beyondmuon: "
+                                  "BeyondMuon's (1e-6 + ridge·tr/k)·I on A and on A^(-1/2)", kind="choice",
+                                  choices=REGULARIZATIONS),
         "power_dtype": H.Hyper("float32", "dtype of the Gram routes; None = the update's", kind="choice",
                                choices=("float32", "float64", None)),
         "ns_steps": H.Hyper(15, "Newton–Schulz steps for p = 0 (BeyondMuon: 15)", kind="int", low=0,
@@ -101,6 +118,15 @@ class SpectralPowerRule(MatrixRule):
             raise ValueError(
                 f"{where}: power_method='newton' supports p in (0, 0.25, 0.5, 1), got p={group['p']!r}; "
                 "use power_method='auto' or 'eigh'"
+            )
+        p = group["p"]
+        if group["regularization"] == "beyondmuon" and 0 < p < 1 and (
+            p not in NEWTON_POWERS or group["power_method"] not in ("auto", "newton")
+        ):
+            raise ValueError(
+                f"{where}: regularization='beyondmuon' is BeyondMuon's coupled-Newton iteration: it needs p in "
+                f"{NEWTON_POWERS} with power_method 'auto' or 'newton', got p={p!r}, "
+                f"power_method={group['power_method']!r}"
             )
 
     def init_state(self, p: Tensor, group: dict) -> dict[str, Tensor]:
@@ -126,7 +152,7 @@ class SpectralPowerRule(MatrixRule):
         dt = group["power_dtype"]
         return spectral_power(
             X, p, group["power_method"], iters=group["power_iters"], ridge=group["ridge"],
-            compute_dtype=getattr(torch, dt) if dt else None,
+            compute_dtype=getattr(torch, dt) if dt else None, regularization=group["regularization"],
         )
 
     def post(self, p: Tensor, O: Tensor, state: dict, group: dict) -> tuple[Tensor, float]:
@@ -138,7 +164,8 @@ class SpectralPowerRule(MatrixRule):
 register(
     OptimizerSpec(
         name="spectral_power",
-        configs={"momentum_base": {"base": "momentum"}, "quarter": {"p": 0.25}},
+        configs={"momentum_base": {"base": "momentum"}, "quarter": {"p": 0.25},
+                 "beyondmuon_ridge": {"regularization": "beyondmuon"}},
         rule=SpectralPowerRule(),
         summary="W ← W − η·U Σᵖ Vᵀ of the Adam (default) or momentum-SGD update; p = 0 is Muon",
         recommended={"lr": 2e-2},

@@ -12,7 +12,11 @@ Every rule declares its state entries (besides the shell's ``step`` counter) in 
   as ``init_state`` would, ``step`` is normalised to torch's float tensor, and ``matrix`` entries
   keep their saved dtype (torch casts every floating tensor to the parameter's dtype);
 * a check that a rule never creates an undeclared entry (caught at the first step, for any
-  executor, instead of only being wrong under FSDP2).
+  executor, instead of only being wrong under FSDP2);
+* quantized storage: with a group's ``state_precision="int8"`` or ``"int4"``, the shell keeps
+  ``param`` entries (unless declared ``quantize=False``) as :func:`muonlab.optim.quant.quantize`
+  dicts between steps (:func:`dequantize_states_` before the rule's step, :func:`quantize_states_`
+  after it), so rules always see ordinary float tensors.
 
 Kinds:
 
@@ -26,11 +30,14 @@ Kinds:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from . import quant
 
 KINDS = ("param", "matrix", "counter")
 
@@ -44,11 +51,15 @@ class Slot:
         matrix_phase: ``matrix_fn`` or ``post`` read or write it (or read it while another phase
             changes it), so a distributed executor needs it whole where the matrix work runs.
         doc: one line.
+        quantize: a ``param`` entry that ``state_precision`` may store quantized between steps
+            (default True; False for state that must stay exact, e.g. integer or running-sum
+            buffers whose rounding would compound).
     """
 
     kind: str
     matrix_phase: bool = False
     doc: str = ""
+    quantize: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -105,6 +116,63 @@ def complete_loaded_state(rule, state: dict, fresh: Callable[[], dict], saved: d
         if slot is not None and slot.kind == "matrix" and isinstance(v, Tensor) and isinstance(state.get(k), Tensor):
             if state[k].dtype != v.dtype:  # torch rounded it to the parameter's dtype: take the saved value
                 state[k] = v.to(device=state[k].device, copy=True)
+        elif slot is not None and quant.is_quantized(v) and isinstance(state.get(k), dict):
+            # A quantized entry: torch cast its int8/uint8 codes and float32 scales to the
+            # parameter's dtype; take back the saved tensors (on the loaded entry's device).
+            loaded = state[k]
+            state[k] = {
+                f: (x.to(device=loaded[f].device, copy=True)
+                    if isinstance(x, Tensor) and isinstance(loaded.get(f), Tensor) and loaded[f].dtype != x.dtype
+                    else loaded.get(f, x))
+                for f, x in v.items()
+            }
+
+
+# ---- quantized storage of parameter-shaped state ------------------------------------------------
+
+
+def quant_format(group: dict) -> tuple[int, str, int] | None:
+    """``(bits, map, block_size)`` a group's ``state_precision`` asks for, or None (full precision)."""
+    bits = quant.PRECISIONS.get(group.get("state_precision"))
+    if bits is None:
+        return None
+    qmap = group.get("state_quant_map") or quant.DEFAULT_MAP[bits]
+    return bits, qmap, quant.resolve_block_size(bits, group.get("state_block_size"))
+
+
+def quantizable_keys(rule) -> tuple[str, ...]:
+    """``param`` entries that may be stored quantized."""
+    return tuple(k for k, s in rule.state_spec.items() if s.kind == "param" and s.quantize)
+
+
+def dequantize_states_(rule, params: list[Tensor], states: list[dict]) -> None:
+    """Replace every quantized entry of ``states`` by the float tensor it stores, in place.
+
+    The tensor gets its parameter's shape and dtype (the dtype torch's ``load_state_dict`` gives
+    parameter-shaped state). Entries are recognised by their form, not by the group's current
+    ``state_precision``, so switching precision between steps (or loading a full-precision
+    checkpoint into a quantizing optimizer) needs nothing special.
+    """
+    keys = quantizable_keys(rule)
+    for p, st in zip(params, states):
+        for k in keys:
+            entry = st.get(k)
+            if isinstance(entry, dict) and quant.is_quantized(entry):
+                st[k] = quant.dequantize(entry, p.shape, p.dtype)
+
+
+def quantize_states_(rule, params: list[Tensor], states: list[dict], fmt: tuple[int, str, int] | None) -> None:
+    """Store the floating, parameter-shaped ``quantize=True`` entries of ``states`` as
+    ``fmt = (bits, map, block_size)`` (:func:`quant_format`); nothing when ``fmt`` is None."""
+    if fmt is None:
+        return
+    bits, qmap, block_size = fmt
+    keys = quantizable_keys(rule)
+    for p, st in zip(params, states):
+        for k in keys:
+            v = st.get(k)
+            if isinstance(v, Tensor) and v.is_floating_point() and v.shape == p.shape:
+                st[k] = quant.quantize(v, bits, map=qmap, block_size=block_size)
 
 
 def describe(rule) -> dict[str, Any]:

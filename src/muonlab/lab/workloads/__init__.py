@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..workload import Workload, coerce_knob, knob_types
+from .assoc_memory import AssocMemory
 from .cnn_digits import CNNDigits
+from .convex_lipschitz import ConvexLipschitz
 from .hf_causal_lm import HFCausalLM
 from .imbalanced_digits import ImbalancedDigits
 from .matrix_sensing import MatrixSensing
@@ -20,7 +22,8 @@ from .tiny_gpt import TinyGPT
 from .vit_digits import ViTDigits
 
 _CLASSES: tuple[type[Workload], ...] = (TinyGPT, ViTDigits, MLPDigits, CNNDigits, MatrixSensing, HFCausalLM,
-                                        ModularArith, ImbalancedDigits, SensingDirections)
+                                        ModularArith, ImbalancedDigits, SensingDirections, AssocMemory,
+                                        ConvexLipschitz)
 WORKLOADS: dict[str, type[Workload]] = {cls.name: cls for cls in _CLASSES}
 
 
