@@ -52,3 +52,113 @@ def test_orth_bench_rows_cover_plain_gram_and_loop():
         assert 0.5 < r["sigma_min"] <= r["sigma_max"] < 1.25 or r["shape"] == "3×16×16"
         assert r["gflops"] > 0 and r["peak_gflops"] > 0
     assert "matmul peak" in orth.format_rows(rows)
+
+
+# ---- muonlab bench gpu: the prepared GPU suite, tried on a CPU with --smoke ------------------------
+
+
+def _tables(text: str) -> list[list[str]]:
+    """Markdown tables of ``text``: each a list of its lines (header, rule, rows)."""
+    tables, cur = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cur.append(line)
+        elif cur:
+            tables.append(cur)
+            cur = []
+    return tables
+
+
+def test_gpu_suite_smoke_on_cpu_appends_a_dated_section(tmp_path, capsys):
+    import datetime
+    import json
+
+    from muonlab.bench import gpu
+    from muonlab.cli import main
+
+    out, js = tmp_path / "benchmarks.md", tmp_path / "rows.json"
+    out.write_text("# Benchmarks\n\nearlier sections\n")
+    rc = main(["bench", "gpu", "--device", "cpu", "--smoke", "--no-compile", "--out", str(out), "--json", str(js)])
+    assert rc == 0
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nearlier sections\n\n## Smoke run of `muonlab bench gpu` on cpu")
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    section = text.split("earlier sections\n\n", 1)[1]
+    assert section in capsys.readouterr().out  # printed too
+    assert today in section and f"torch {torch.__version__}" in section
+    assert "`muonlab bench gpu --device cpu --smoke --no-compile`" in section
+    tables = _tables(section)
+    assert len(tables) == 3  # step (one parameter set in smoke), orthogonalization, training
+    for table in tables:
+        assert set(table[1]) <= {"|", "-"} and len(table) > 2
+        assert {line.count("|") for line in table} == {table[0].count("|")}, table  # well-formed rows
+    res = json.loads(js.read_text())
+    rows = res["step"]["gpt-tiny"]
+    assert [r["contender"] for r in rows if "skipped" not in r][:2] == ["torch.optim.Muon+AdamW", "muonlab"]
+    assert {r["contender"] for r in rows} == set(gpu.BASE_CONTENDERS)  # each ran or says why not
+    for r in rows:
+        if "skipped" not in r:
+            assert r["median_s"] > 0 and 0 <= r["polar_sin"] < 1 and r["peak_mib"] is None  # no CUDA
+            assert f"| {r['contender']} |" in section
+    variants = {r["variant"] for r in res["orth"]}
+    assert {"plain", "gram", "loop"} <= variants and not any("+compile" in v for v in variants)
+    train = res["train"]
+    assert [r["config"] for r in train] == ["muon", "polar_express_4", "adamw"]
+    assert all(0 < r["val_loss"] < 10 and not r["diverged"] for r in train)
+
+
+def test_gpu_suite_notes_what_it_skips(monkeypatch):
+    """A missing anchor and a spent time budget are notes in the section, not failures."""
+    from muonlab.bench import anchors, gpu
+
+    def missing():
+        raise ImportError("heavyball is not installed (pip install heavyball)")
+
+    real = anchors.orthogonalizers
+    monkeypatch.setattr(anchors, "orthogonalizers", lambda: {**real(), "heavyball": missing})
+    res = gpu.run("cpu", smoke=True, compile=False, budget_s=1e-9, log=lambda msg: None)
+    assert res["step"] == {} and res["train"] == []
+    notes = "\n".join(res["notes"])
+    assert "step on gpt-tiny: skipped" in notes and "training muon seed 0: skipped" in notes
+    assert "orthogonalization of 32×96, heavyball: skipped (heavyball is not installed" in notes
+    assert "3×16×16, torch.optim.Muon: skipped (2-D matrices only)" in notes
+    section = gpu.format_section(res)
+    assert "* Note: step on gpt-tiny: skipped" in section and "**Optimizer step" not in section
+
+
+def test_gpu_suite_refuses_a_missing_cuda_device_and_a_missing_folder(tmp_path, capsys):
+    from muonlab.cli import main
+
+    assert main(["bench", "gpu", "--device", "cpu", "--smoke", "--out", str(tmp_path / "nowhere" / "b.md")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["bench", "gpu", "--device", "gpu0", "--out", "-"]) == 2
+    assert "'gpu0' is not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["bench", "gpu", "--out", "-"]) == 2
+        assert "--device cpu --smoke" in capsys.readouterr().err
+
+
+def test_emerging_optimizers_loader_leaves_typing_as_it_was():
+    import typing
+
+    pytest.importorskip("emerging_optimizers")
+    from muonlab.bench import anchors
+
+    had = hasattr(typing, "override")
+    mod = anchors.import_emerging_optimizers()
+    assert hasattr(mod, "Muon") and hasattr(typing, "override") == had
+    O = anchors.orthogonalizers()["emerging_optimizers"]()(torch.randn(8, 12))
+    s = torch.linalg.svdvals(O.double())
+    assert O.shape == (8, 12) and 0.5 < s.min() <= s.max() < 1.3
+
+
+@pytest.mark.slow
+def test_gpu_suite_smoke_with_ns_compile(tmp_path):
+    """The same smoke run with ns_compile on (torch.compile on a CPU: tens of seconds)."""
+    from muonlab.bench import gpu
+
+    res = gpu.run("cpu", smoke=True, compile=True, log=lambda msg: None)
+    names = {r["contender"] for r in res["step"]["gpt-tiny"] if "skipped" not in r}
+    assert set(gpu.COMPILED_CONTENDERS) <= names
+    assert {"plain+compile", "gram+compile", "loop+compile"} <= {r["variant"] for r in res["orth"]}
+    assert "muonlab(ns_compile=True)" in gpu.format_section(res)

@@ -294,8 +294,58 @@ def _scenarios(ckpt_in: str, ckpt_out: str):
         assert "broken matrix_fn" in msg or "raised in" in msg, msg
         return {"global": 0.0, "split": 0.0, "floor": 0.0, "tol": 0.0, "global_tol": 0.0}
 
+    def verify_schedule():  # which calls check, under each policy (3 call sites: main, conv, experts)
+        from muonlab.distributed import executor as ex_mod
+
+        calls = []
+        original = ex_mod._Call._verify
+
+        def counting(self, reason="always"):
+            calls[-1] += 1
+            return original(self, reason)
+
+        ex_mod._Call._verify = counting
+        try:
+            counts = {}
+            for policy in (True, False, "auto"):
+                model, opt = make("muon", "ddp", executor=DistributedExecutor(
+                    timeout=30, verify=policy, verify_first=3, verify_every=4))
+                calls.clear()
+                for t in range(9):
+                    calls.append(0)
+                    train(model, opt, 1, start=t, shard=True)
+                counts[str(policy)] = list(calls)
+        finally:
+            ex_mod._Call._verify = original
+        return {"global": 0.0, "split": 0.0, "floor": 0.0, "tol": 0.0, "global_tol": 0.0, "counts": counts}
+
+    def divergence_after_warmup(trigger):
+        """Replicas equal for 2 steps (every rank trains on the global batch), unsynchronised from
+        step 3 on (each rank its own slice, no DDP): under "auto" with verify_first=2 the error comes
+        at the periodic check (every 5: step 5), or at step 4 when c.weight, without a gradient
+        until then, gets one on every rank (a changed set of matrices)."""
+        model, opt = make("muon", "none", executor=DistributedExecutor(
+            timeout=30, verify="auto", verify_first=2, verify_every=5 if trigger == "periodic" else 100))
+        for t in range(8):
+            x, y = global_batch(t)
+            if t >= 2:
+                x, y = shard_batch((x, y))
+            opt.zero_grad(set_to_none=True)
+            (model(x) - y).pow(2).mean().backward()
+            if trigger == "bucket" and t < 3:
+                model.c.weight.grad = None
+            try:
+                opt.step()
+            except DistributedError as e:
+                assert "differ across ranks" in str(e), e
+                return {"global": 0.0, "split": 0.0, "floor": 0.0, "tol": 0.0, "global_tol": 0.0,
+                        "caught_at": t + 1}
+        raise AssertionError("diverged replicas went unnoticed for 8 steps")
+
     out = [("auto", auto_executor_and_routing), ("verify/unsynced", unsynchronised_replicas),
-           ("verify/owner-raises", owner_raises)]
+           ("verify/owner-raises", owner_raises), ("verify/schedule", verify_schedule),
+           ("verify/late-periodic", lambda: divergence_after_warmup("periodic")),
+           ("verify/late-bucket", lambda: divergence_after_warmup("bucket"))]
     for name in MATRIX_METHODS:
         for mode in ("ddp", "fsdp2"):
             out.append((f"{name}/{mode}", equivalence(name, mode, True)))
@@ -412,6 +462,32 @@ def test_create_optimizer_picks_distributed_executor(job):
 def test_errors_reach_every_rank(job, key):
     """Unsynchronised replicas and a rule raising on its owner rank: a clear error, no hang."""
     _check(job[0][key])
+
+
+@pytest.mark.distributed
+def test_verify_policies_check_when_they_say(job):
+    """verify=True checks every call, False never, "auto" (first 3, every 4) calls 1–4 and 8 of
+    each of the 3 call sites (the main group, the conv's and the stack's)."""
+    result = job[0]["verify/schedule"]
+    _check(result)
+    assert result["counts"] == {"True": [3] * 9, "False": [0] * 9, "auto": [3, 3, 3, 3, 0, 0, 0, 3, 0]}
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("trigger,step", [("periodic", 5), ("bucket", 4)])
+def test_divergence_after_warmup_is_caught(job, trigger, step):
+    """Replicas that diverge from step 3, after "auto"'s first checks: caught at the next periodic
+    check, or earlier when the set of matrices changes."""
+    result = job[0][f"verify/late-{trigger}"]
+    _check(result)
+    assert result["caught_at"] == step, result
+
+
+def test_verify_policy_is_checked_before_anything_else():
+    for kw, bad in (({"verify": "sometimes"}, "sometimes"), ({"verify_every": 0}, "verify_every=0"),
+                    ({"verify_first": -1}, "verify_first=-1")):
+        with pytest.raises(ValueError, match=bad):
+            DistributedExecutor(**kw)
 
 
 @pytest.mark.distributed

@@ -15,7 +15,7 @@ import torch
 from muonlab.lab import records
 from muonlab.lab.records import load_run, read_jsonl, run_path, write_json
 from muonlab.lab.runner import RunConfig, apply_setting, build_optimizers, lr_multiplier, pick_device, run_one
-from muonlab.lab.sweep import lr_grid, sweep, sweep_points
+from muonlab.lab.sweep import SweepError, lr_grid, sweep, sweep_points
 from muonlab.lab.workloads import make_workload
 from muonlab.lab.workloads.mlp_digits import MLPDigits
 
@@ -153,9 +153,10 @@ def test_killed_sweep_continues_and_skips_finished_points(tmp_path, monkeypatch)
     points = sweep_points("mlp_digits", ["muon"], **kw)
     assert len(points) == 4 and points[0].seed == 0 and points[-1].seed == 1
 
-    kill_after(monkeypatch, 25)  # dies inside the third point
-    with pytest.raises(Killed):
+    kill_after(monkeypatch, 25)  # dies inside the third point (and the fourth, at its first batch)
+    with pytest.raises(SweepError, match="2 of 4 sweep point") as info:
         sweep("mlp_digits", ["muon"], tmp_path, progress=False, **kw)
+    assert "Killed" in str(info.value)
     monkeypatch.undo()
     dirs = [run_path(tmp_path, p.workload, p.optimizer, p.settings(), p.seed) for p in points]
     assert [(d / "done").exists() for d in dirs] == [True, True, False, False]

@@ -53,6 +53,8 @@ PARAMSETS = {
     "gpt-6x512": lambda: _gpt(6, 512),
     "resnet18": _cnn,
     "small-48x64": _small_mats,
+    # Seconds on a CPU: the layout of gpt-6x512 (embeddings, vectors, all four matrix shapes) at width 32.
+    "gpt-tiny": lambda: _gpt(2, 32, vocab=96, ctx=16),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -48,15 +48,16 @@ def _muonlab(**muon_kw):
         executor = muon_kw.pop("executor", None)
         groups = [dict(params=hidden, algorithm="muon", lr=0.02, weight_decay=0.0, matrix_view=view, **muon_kw)]
         if other:
-            groups.append(dict(params=other, algorithm="adamw", lr=3e-4, betas=(0.9, 0.95), weight_decay=0.0))
+            groups.append({"params": other, "algorithm": "adamw", "lr": 3e-4, "betas": (0.9, 0.95),
+                           "weight_decay": 0.0})
         return [muonlab.HybridOptimizer(groups, executor=executor)]
     return build
 
 
 def _heavyball(params):
-    import heavyball
+    from .anchors import heavyball_eager
 
-    heavyball.utils.compile_mode = None  # eager: compiling takes 20-50 s per shape on CPU
+    heavyball = heavyball_eager()  # eager: compiling takes 20-50 s per shape on CPU, minutes on a GPU
     hidden, other = _split(params)
     return [heavyball.Muon(hidden, lr=0.02)] + _adamw(other)
 
@@ -73,26 +74,11 @@ def _pytorch_optimizer(params):
 def _emerging(params):
     """NVIDIA Emerging-Optimizers 0.3 Muon (its default "quintic" table, 5 steps) + torch's AdamW.
 
-    0.3.0 declares Python >= 3.12 (install: docs/benchmarks.md). On 3.11 it only lacks
-    ``typing.override`` (taken from typing_extensions here) and imports its optional Triton SYRK
-    kernels unconditionally; with no Triton they are replaced by a module that says so
-    (``HAS_TRITON_340 = False``), which is the package's own CPU fallback switch."""
-    import sys
-    import types
-    import typing
+    0.3.0 declares Python >= 3.12 (install: docs/benchmarks.md); on 3.11 it is imported through
+    :func:`muonlab.bench.anchors.import_emerging_optimizers`, which supplies what it lacks."""
+    from .anchors import import_emerging_optimizers
 
-    if not hasattr(typing, "override"):
-        import typing_extensions
-
-        typing.override = typing_extensions.override
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("emerging_optimizers.triton_kernels")
-        stub.HAS_TRITON_340 = False
-        sys.modules.setdefault("emerging_optimizers.triton_kernels", stub)
-    from emerging_optimizers.orthogonalized_optimizers import Muon
-
+    Muon = import_emerging_optimizers().Muon
     hidden, other = _split(params)
     return [Muon(hidden, lr=0.02, weight_decay=0.0, nesterov=True)] + _adamw(other)
 
@@ -117,14 +103,26 @@ def _no_batch(params):
 
 CONTENDERS["muonlab(no batching)"] = _no_batch
 
+#: Contenders run only when named (``names=``): compiling takes 10–50 s per shape on a CPU.
+EXTRA_CONTENDERS: dict[str, Contender] = {
+    "muonlab(ns_compile=True)": _muonlab(ns_compile=True),
+    "muonlab(polar_express_4, ns_compile=True)": _muonlab(orthogonalizer="polar_express_4", ns_compile=True),
+}
 
-def _copy(params):
+
+def _copy(params, device=None):
     out = []
     for name, p, role in params:
-        q = torch.nn.Parameter(p.detach().clone())
-        q.grad = p.grad.clone()
+        q = torch.nn.Parameter(p.detach().to(device, copy=True))
+        q.grad = p.grad.to(device, copy=True)
         out.append((name, q, role))
     return out
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a host timer measures it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _accuracy(before: torch.Tensor, after: torch.Tensor, grad: torch.Tensor) -> tuple[float, float]:
@@ -133,47 +131,66 @@ def _accuracy(before: torch.Tensor, after: torch.Tensor, grad: torch.Tensor) -> 
     ``polar(grad)`` is what each one approximates; the sine is scale-free (0 = exact)."""
     from ..matfn import polar_svd
 
-    delta = (before - after.detach()).reshape(before.shape[0], -1).double()
+    delta = (before - after.detach()).reshape(before.shape[0], -1).double().cpu()
     s = torch.linalg.svdvals(delta)
-    target = polar_svd(grad.reshape(delta.shape).double())
+    target = polar_svd(grad.reshape(delta.shape).double().cpu())
     cos = (delta * target).sum() / (delta.norm() * target.norm()).clamp_min(1e-300)
     return (s.max() / s.min().clamp_min(1e-30)).item(), (1 - cos.clamp(-1, 1) ** 2).sqrt().item()
 
 
 def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: list[str] | None = None,
-        threads: int | None = None) -> list[dict]:
-    """Time one optimizer step per contender per round; return one summary row per contender."""
+        threads: int | None = None, device: str | torch.device = "cpu") -> list[dict]:
+    """Time one optimizer step per contender per round; return one summary row per contender.
+
+    ``names``: contenders of :data:`CONTENDERS` or :data:`EXTRA_CONTENDERS` (default: all of
+    :data:`CONTENDERS`); the first one that runs is the ratio's baseline. Each contender's first
+    step (untimed) measures its accuracy and, on CUDA, ``peak_mib``: the most memory allocated
+    during that step beyond what was allocated before it (state buffers included), MiB.
+    """
     if threads:
         torch.set_num_threads(threads)
-    base = paramsets.build(paramset)
+    device = torch.device(device)
+    known = {**CONTENDERS, **EXTRA_CONTENDERS}
     names = names or list(CONTENDERS)
-    unknown = [n for n in names if n not in CONTENDERS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown contender(s) {unknown}; choose from {list(CONTENDERS)}")
+        raise ValueError(f"unknown contender(s) {unknown}; choose from {list(known)}")
+    base = paramsets.build(paramset)
     target = max((i for i, (_, p, r) in enumerate(base) if r == "hidden"), key=lambda i: base[i][1].numel())
-    live, times, quality, skipped = {}, {}, {}, {}
+    live, times, quality, peaks, skipped = {}, {}, {}, {}, {}
     for name in names:
-        params = _copy(base)
+        params = _copy(base, device)
         grads = [p.grad.clone() for _, p, _ in params]
         p_t = params[target][1]
         before = p_t.detach().clone()
         try:
-            opts = CONTENDERS[name](params)
+            opts = known[name](params)
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+                start_mem = torch.cuda.memory_allocated(device)
             for o in opts:
                 o.step()
-        except Exception as e:  # an anchor that is not installed or cannot take this set
+            _sync(device)
+        except Exception as e:  # noqa: BLE001 -- an anchor that is not installed or cannot take this set
             skipped[name] = f"{type(e).__name__}: {e}".splitlines()[0][:120]
             continue
+        if device.type == "cuda":
+            peaks[name] = (torch.cuda.max_memory_allocated(device) - start_mem) / 2**20
         quality[name] = _accuracy(before, p_t, grads[target])
         live[name] = (params, opts, grads)
         times[name] = []
+    if not live:
+        raise RuntimeError(f"no contender could step {paramset!r}: {skipped}")
     for r in range(warmup + rounds):
         for name, (params, opts, grads) in live.items():
             for (_, p, _), g in zip(params, grads):
                 p.grad = g  # some anchors consume p.grad (HeavyBall clears it)
+            _sync(device)
             t0 = time.perf_counter()
             for o in opts:
                 o.step()
+            _sync(device)
             dt = time.perf_counter() - t0
             if r >= warmup:
                 times[name].append(dt)
@@ -185,15 +202,16 @@ def run(paramset: str = "gpt-6x512", rounds: int = 5, warmup: int = 1, names: li
         q1, q3 = t[len(t) // 4], t[(3 * len(t)) // 4]
         med = statistics.median(t)
         rows.append({"contender": name, "median_s": med, "iqr_s": q3 - q1, "ratio": med / base_med,
-                     "sigma_ratio": quality[name][0], "polar_sin": quality[name][1]})
+                     "sigma_ratio": quality[name][0], "polar_sin": quality[name][1],
+                     "peak_mib": peaks.get(name)})
     for name, why in skipped.items():
         rows.append({"contender": name, "skipped": why})
     return rows
 
 
 def format_rows(rows: list[dict], paramset: str, rounds: int) -> str:
-    lines = [f"step time on {paramset}, median of {rounds} interleaved rounds, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads",
+    lines = [(f"step time on {paramset}, median of {rounds} interleaved rounds, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads"),
              f"{'contender':32} {'median s':>9} {'IQR s':>7} {'ratio':>6} {'σmax/σmin':>10} {'sin∠polar':>10}"]
     for r in rows:
         if "skipped" in r:

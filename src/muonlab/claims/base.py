@@ -101,11 +101,13 @@ class Tuned:
     runs: list = field(default_factory=list)
     plateau_located: bool = True
     flat: bool = False
+    strategy: str = "grid"  # the lr search (muonlab.lab.search); grid: every lr of the grid
 
     def to_json(self) -> dict[str, Any]:
-        return {"arm": self.arm, "lr": self.lr, "grid": self.grid, "medians": self.medians,
-                "located": self.located, "extended": self.extended, "plateau_located": self.plateau_located,
-                "flat": self.flat}
+        out = {"arm": self.arm, "lr": self.lr, "grid": self.grid, "medians": self.medians,
+               "located": self.located, "extended": self.extended, "plateau_located": self.plateau_located,
+               "flat": self.flat}
+        return out if self.strategy == "grid" else {**out, "strategy": self.strategy}  # grid: records as before
 
     def note(self) -> str:
         """Why tests using this arm cannot vote ('' when its optimum was located)."""
@@ -136,6 +138,7 @@ class Context:
     log: Callable[[str], None] = print
     run_seconds: dict[str, float] = field(default_factory=dict)  # run dir -> train + eval seconds
     tuning: list[Tuned] = field(default_factory=list)
+    launcher: Any = None  # where the sweeps' points run (muonlab.lab.launch; None: serially, here)
 
     @property
     def seeds(self) -> list[int]:
@@ -151,7 +154,9 @@ class Context:
               grid: dict[str, Sequence[Any]] | None = None, steps: int | None = None,
               knobs: dict[str, Any] | None = None, hparams: dict[str, Any] | None = None,
               seeds: Sequence[int] | None = None, **run: Any) -> list[Item]:
-        """The lab's resumable :func:`~muonlab.lab.sweep.sweep` under ``out/runs``, sorted by seed."""
+        """The lab's resumable :func:`~muonlab.lab.sweep.sweep` under ``out/runs``, sorted by seed, its
+        points run by :attr:`launcher`; raises :class:`~muonlab.lab.sweep.SweepError` after the
+        others finished when a point failed."""
         from ..lab.sweep import sweep
 
         steps = steps if steps is not None else int(self.cfg.get("steps", 0))
@@ -160,7 +165,7 @@ class Context:
         run.setdefault("device", self.cfg.get("device", "cpu" if self.budget == "small" else "auto"))
         base = RunConfig(workload, "", steps=steps, knobs=dict(knobs or {}), hparams=dict(hparams or {}), **run)
         res = sweep(workload, list(optimizers), self.out / "runs", seeds=list(seeds or self.seeds), lrs=lrs,
-                    grid=grid, base=base, progress=False, log=self.log)
+                    grid=grid, base=base, progress=False, log=self.log, launcher=self.launcher)
         for _, run_dir, summary in res:
             self.run_seconds[str(run_dir)] = summary.get("time/train_s", 0.0) + summary.get("time/eval_s", 0.0)
         return sorted(res, key=lambda it: it[0].seed)
@@ -168,40 +173,43 @@ class Context:
     def tune(self, workload: str, optimizer: str, center: float, *, metric: str = "val/loss",
              ratio: float = 2.0, points: int = 5, max_extend: int = 6, arm: str | None = None,
              seeds: Sequence[int] | None = None, plateau_tol: float | None = None,
-             score: Callable[[dict, Path], float] | None = None, **sweep_kw: Any) -> Tuned:
+             score: Callable[[dict, Path], float] | None = None, strategy: str = "grid",
+             **sweep_kw: Any) -> Tuned:
         """Search ``optimizer``'s lr on a log grid of ``points`` lrs (ratio ``ratio``) centred on
         ``center``, on the tuning seeds (or ``seeds``); extend past an edge while the best lr sits on
         it, and, with ``plateau_tol``, also while an edge's median is within ``plateau_tol``
         (relative) of the best, so an LR plateau measured on the grid is not cut by its edges.
         ``score(summary, run_dir)`` (lower is better) replaces the final ``metric`` when given
-        (e.g. steps to a target)."""
+        (e.g. steps to a target).
+
+        ``strategy`` is :func:`muonlab.lab.search.search`'s: ``"grid"`` (default, the above),
+        ``"refine"`` (a coarse grid refined around the best to ``ratio``: fewer runs, same
+        guarantee) or ``"optuna"``. The score of an lr is its median over the seeds; each round's
+        new lrs run as one sweep. With ``"refine"``/``"optuna"`` the evaluated lrs (``Tuned.grid``)
+        are not evenly spaced, so :func:`plateau_width`, which reads the step off the first two,
+        needs ``"grid"``."""
+        from ..lab.search import search
+
         if center <= 0 or ratio <= 1 or points < 3:
             raise ValueError(f"tune({optimizer!r}): center={center}, ratio={ratio}, points={points} need "
                              "center > 0, ratio > 1, points >= 3")
-        half = (points - 1) / 2
-        grid = [_round(center * ratio ** (i - half)) for i in range(points)]
-        extended = 0
-        while True:
-            items = self.sweep(workload, [optimizer], lrs=grid, seeds=list(seeds or self.tune_seeds), **sweep_kw)
-            value = score or (lambda s, d: final(s, metric, d))
-            med = {lr: float(np.median([value(s, d) for c, d, s in items if c.hparams["lr"] == lr])) for lr in grid}
-            sign = 1 if score else -1 if higher_is_better(metric) else 1
-            best = min(grid, key=lambda lr: (sign * med[lr], lr))
-            edge = best in (grid[0], grid[-1])
-            flat = len(set(med.values())) == 1  # e.g. every lr censored at the budget: nothing to locate
-            lo_flat = hi_flat = False
-            if plateau_tol is not None:
-                near = [lr for lr in grid if _within(med[lr], med[best], plateau_tol, sign)]
-                lo_flat, hi_flat = grid[0] in near, grid[-1] in near
-            if flat or not (edge or lo_flat or hi_flat) or extended >= max_extend:
-                break
-            if best == grid[0] or lo_flat:
-                grid = [_round(grid[0] / ratio)] + grid
-            if best == grid[-1] or hi_flat:
-                grid = grid + [_round(grid[-1] * ratio)]
-            extended += 1
-        t = Tuned(arm or optimizer, best, grid, [med[lr] for lr in grid], not edge and not flat, extended, items,
-                  plateau_located=not (lo_flat or hi_flat), flat=flat)
+        seeds = list(seeds or self.tune_seeds)
+        value = score or (lambda s, d: final(s, metric, d))
+        sign = 1 if score else -1 if higher_is_better(metric) else 1
+        med: dict[float, float] = {}
+
+        def run(lrs: list[float]) -> list[float]:
+            items = self.sweep(workload, [optimizer], lrs=lrs, seeds=seeds, **sweep_kw)
+            for lr in lrs:
+                med[lr] = float(np.median([value(s, d) for c, d, s in items if c.hparams["lr"] == lr]))
+            return [sign * med[lr] for lr in lrs]
+
+        res = search(lambda lr: run([lr])[0], center, strategy=strategy, ratio=ratio, points=points,
+                     max_extend=max_extend, plateau_tol=plateau_tol, score_many=run)
+        # every evaluated point again (finished, so read back, not trained) in the sweep's order
+        items = self.sweep(workload, [optimizer], lrs=res.lrs, seeds=seeds, **sweep_kw)
+        t = Tuned(arm or optimizer, res.best, res.lrs, [med[lr] for lr in res.lrs], res.located, res.extended,
+                  items, plateau_located=res.plateau_interior, flat=res.flat, strategy=strategy)
         self.tuning.append(t)
         return t
 
@@ -211,11 +219,11 @@ class Context:
         return self.sweep(workload, [optimizer], hparams=hp, **sweep_kw)
 
     def arm(self, workload: str, optimizer: str, center: float, *, metric: str = "val/loss",
-            ratio: float = 2.0, points: int = 5, arm: str | None = None, **sweep_kw: Any
-            ) -> tuple[Tuned, list[Item]]:
-        """:meth:`tune` then :meth:`evaluate` at the tuned lr."""
+            ratio: float = 2.0, points: int = 5, arm: str | None = None, strategy: str = "grid",
+            **sweep_kw: Any) -> tuple[Tuned, list[Item]]:
+        """:meth:`tune` (with the lr-search ``strategy``) then :meth:`evaluate` at the tuned lr."""
         t = self.tune(workload, optimizer, center, metric=metric, ratio=ratio, points=points, arm=arm,
-                      **sweep_kw)
+                      strategy=strategy, **sweep_kw)
         return t, self.evaluate(workload, optimizer, t.lr, **sweep_kw)
 
     def finish(self, tests: Sequence[Test], *, table: list[str], rule: str, numbers: dict | None = None,
@@ -260,8 +268,10 @@ class Claim:
         return Path(out) / self.name / "result.json"
 
     def run(self, out: str | Path, budget: str = "small", *, fig_dir: str | Path = "docs/claims",
-            fig_rel: str = "claims", log: Callable[[str], None] = print, **override: Any) -> ClaimResult:
-        """Run the experiment (resuming its runs), cache and return the result."""
+            fig_rel: str = "claims", log: Callable[[str], None] = print, launcher: Any = None,
+            **override: Any) -> ClaimResult:
+        """Run the experiment (resuming its runs; ``launcher``: where its sweeps' points run, see
+        :mod:`muonlab.lab.launch`, default serially here), cache and return the result."""
         if budget not in self.budgets:
             raise ValueError(f"claim {self.name!r} has no budget {budget!r}; budgets: {', '.join(self.budgets)}")
         unknown = sorted(set(override) - set(self.budgets[budget]))
@@ -269,7 +279,8 @@ class Claim:
             raise ValueError(f"claim {self.name!r} has no budget setting(s) {unknown}; settings: "
                              f"{', '.join(self.budgets[budget])}")
         out = Path(out)
-        ctx = Context(out, Path(fig_dir), fig_rel, budget, {**self.budgets[budget], **override}, log)
+        ctx = Context(out, Path(fig_dir), fig_rel, budget, {**self.budgets[budget], **override}, log,
+                      launcher=launcher)
         t0 = time.perf_counter()
         result = self.experiment(ctx)
         result.budget, result.seconds = budget, time.perf_counter() - t0
@@ -383,11 +394,6 @@ def pyplot():
     from ..lab.plots import _pyplot
 
     return _pyplot()
-
-
-def _within(v: float, best: float, tol: float, sign: int) -> bool:
-    """``v`` within ``tol`` (relative) of ``best``: ≤ (1+tol)·best for losses, ≥ (1−tol)·best for accuracies."""
-    return v <= best + tol * abs(best) if sign > 0 else v >= best - tol * abs(best)
 
 
 def plateau_width(items: Sequence[Item], metric: str, tol: float, reference: float | None = None

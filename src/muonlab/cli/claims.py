@@ -8,6 +8,7 @@ claim's section (claims not run in this call keep their existing section). Examp
     muonlab claims sensing_flattening norm_matched_gd          # the small budget (2 CPU cores)
     muonlab claims 5 6 --budget full --out runs/claims_full
     muonlab claims --render-only                               # rewrite docs/claims.md from results
+    muonlab claims --jobs 2 --threads 1                        # two runs at a time (docs/sweeps.md)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import traceback
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..lab.cli_support import one_line_errors
+    from ..lab.launch_cli import add_launcher_arguments
 
     p = sub.add_parser("claims", help="reproduce the seed documents' claims with verdicts (docs/claims.md)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render-only", action="store_true", help="only rewrite the report from cached results")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override a budget setting, e.g. seeds=3 steps=100 (for smoke tests)")
+    add_launcher_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..claims import CLAIMS, get_claim
     from ..claims.render import render
     from ..lab.cli_support import parse_assignment
+    from ..lab.launch_cli import launcher_from_args
+    from ..lab.sweep import SweepError
 
     claims = [get_claim(n) for n in args.names] if args.names else list(CLAIMS.values())
     if args.list:
@@ -54,14 +59,24 @@ def run(args: argparse.Namespace) -> int:
     docs = Path(args.docs)
     fig_dir = docs.parent / docs.stem
     failed = []
+    launcher = launcher_from_args(args)
     if not args.render_only:
+        try:
+            launcher.check()
+        except ImportError as e:  # an engine's extra is missing: one line, like any bad input
+            raise ValueError(str(e)) from None
         for c in claims:
             t0 = time.perf_counter()
             print(f"== claim {c.number} {c.name} ({args.budget})", flush=True)
             try:
-                r = c.run(args.out, args.budget, fig_dir=fig_dir, fig_rel=fig_dir.name, **override)
+                r = c.run(args.out, args.budget, fig_dir=fig_dir, fig_rel=fig_dir.name, launcher=launcher,
+                          **override)
             except (ValueError, FileNotFoundError, KeyError):
                 raise  # bad input: the CLI's one-line error
+            except SweepError as e:  # its failed points are named; the other claims still run
+                print(f"== claim {c.number} {c.name}: not finished: {e}", file=sys.stderr, flush=True)
+                failed.append(c.name)
+                continue
             except Exception:  # one claim's crash must not lose the others' results
                 if len(claims) == 1:
                     raise

@@ -34,7 +34,18 @@ from torch.distributed.tensor.experimental import implicit_replication
 from ..matfn import from_matrix
 from ..optim.executor import LocalExecutor, run_batch
 from ..optim.state import matrix_phase_keys
-from .comm import Comm, DistributedError, Layout, layout_of, like, local, region, region_shape, resolve_timeout
+from .comm import (
+    CollectiveTimeout,
+    Comm,
+    DistributedError,
+    Layout,
+    layout_of,
+    like,
+    local,
+    region,
+    region_shape,
+    resolve_timeout,
+)
 
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.uint8)
 _BLOB = "__objects__"  # pseudo state key of the pickled non-tensor state
@@ -71,10 +82,17 @@ class DistributedExecutor(LocalExecutor):
             or 600 s. A rank that hangs or dies makes the others raise :class:`CollectiveTimeout` or
             :class:`DistributedError` instead of waiting forever.
         batch: batch same-shape matrices on their owner (as :class:`LocalExecutor`).
-        verify: every call, check with one tiny ``all_gather`` that all ranks step the same
+        verify: when to check, with one tiny ``all_gather``, that all ranks step the same
             matrices and that replicated matrices are equal across ranks (catches a model that is
-            not wrapped in DDP, skipped gradient syncs and torn collectives; costs one
-            reduction per matrix).
+            not wrapped in DDP, skipped gradient syncs and torn collectives; costs two reductions
+            per replicated matrix, one collective and one host sync). ``"auto"`` (default): on the
+            first ``verify_first`` calls of each param group, then on every ``verify_every``-th,
+            and on any call whose matrices (shapes, dtypes, shardings, state layout) differ from
+            that group's previous call (a new param group, ``add_param_group``, a parameter that
+            gained or lost its gradient). ``True``: every call. ``False``: never.
+        verify_first: calls of each param group checked at the start under ``"auto"`` (default 3).
+        verify_every: period, in calls of a param group, of the later checks under ``"auto"``
+            (default 100; a divergence that starts later is reported at most this many steps late).
 
     Example::
 
@@ -83,7 +101,13 @@ class DistributedExecutor(LocalExecutor):
         >>> opt = muonlab.create_optimizer(model, "muon", executor=DistributedExecutor())
     """
 
-    def __init__(self, process_group=None, timeout: Any = None, *, batch: bool = True, verify: bool = True):
+    def __init__(self, process_group=None, timeout: Any = None, *, batch: bool = True,
+                 verify: bool | str = "auto", verify_first: int = 3, verify_every: int = 100):
+        if not (isinstance(verify, bool) or verify == "auto"):
+            raise ValueError(f"DistributedExecutor(verify={verify!r}): use True, False or 'auto'")
+        for name, value, low in (("verify_first", verify_first, 0), ("verify_every", verify_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"DistributedExecutor({name}={value!r}): must be an integer >= {low}")
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError(
                 "DistributedExecutor needs an initialized process group: call "
@@ -94,11 +118,37 @@ class DistributedExecutor(LocalExecutor):
         self.process_group = process_group if process_group is not None else dist.group.WORLD
         self.timeout = resolve_timeout(timeout)
         self.verify = verify
+        self.verify_first, self.verify_every = verify_first, verify_every
         self._loads: dict[tuple[int, ...], list[float]] = {}
+        # Per call site (param group × process group × rule): calls so far and the matrices' layout at the
+        # last call. Every rank steps the same groups in the same order, so the decision to check,
+        # made locally from these, is the same on every rank without communicating.
+        self._calls: dict[tuple[int, int, str], list] = {}
 
     def __repr__(self) -> str:
+        verify = (f"'auto' (first {self.verify_first}, every {self.verify_every})" if self.verify == "auto"
+                  else self.verify)
         return (f"DistributedExecutor(world={dist.get_world_size(self.process_group)}, "
-                f"timeout={self.timeout.total_seconds():g}s, verify={self.verify})")
+                f"timeout={self.timeout.total_seconds():g}s, verify={verify})")
+
+    def should_verify(self, group: dict, pg, layout: tuple) -> str | None:
+        """Why this call of ``group`` on process group ``pg`` runs the consistency check, or None.
+
+        The reason is ``"always"`` (``verify=True``), ``"changed"`` (the first call, or ``layout``
+        differs from the site's previous call), ``"first"`` or ``"periodic"``. ``layout`` describes
+        the call's matrices, ``layout[0]`` being the rule's name (a rule may make two calls per step,
+        as ef21_muon does: each is its own call site).
+        """
+        if self.verify != "auto":
+            return "always" if self.verify else None
+        entry = self._calls.setdefault((id(group), id(pg), layout[0]), [0, None])
+        entry[0] += 1
+        changed, entry[1] = layout != entry[1], layout
+        if changed:
+            return "changed"
+        if entry[0] <= self.verify_first:
+            return "first"
+        return "periodic" if entry[0] % self.verify_every == 0 else None
 
     def step_context(self):
         """The whole ``step()`` treats plain tensors as replicated across DTensor meshes.
@@ -160,9 +210,16 @@ class _Call:
         self.owners = ex._owners(self.comm.group, [matrix_cost(tuple(X.shape)) for X in self.Xs])
         self.device = local(self.Xs[0]).device
 
+    def layout(self) -> tuple:
+        """What ``"auto"`` compares between calls: each matrix's shape, dtype, sharding and state layout."""
+        return (self.rule.name, tuple(
+            (tuple(X.shape), X.dtype, lay.shard_dim, tuple((k, tuple(st[k].shape), st[k].dtype) for k in keys))
+            for X, lay, st, keys in zip(self.Xs, self.x_lay, self.states, self.keys)))
+
     def run(self, results: list) -> None:
-        if self.ex.verify:
-            self._verify()
+        reason = self.ex.should_verify(self.group, self.comm.group, self.layout())
+        if reason is not None:
+            self._verify(reason)
         full_in = self._gather()
         outs, blobs, error = self._compute(full_in)
         header = self._header(outs, blobs, error)
@@ -170,7 +227,7 @@ class _Call:
             results[self.idx[j]] = part
 
     # step 1½: every rank steps the same matrices; replicas are equal.
-    def _verify(self) -> None:
+    def _verify(self, reason: str = "always") -> None:
         desc = repr((self.rule.name, self.owners, [
             (tuple(X.shape), str(X.dtype), lay.shard_dim,
              [(k, tuple(st[k].shape), str(st[k].dtype)) for k in keys])
@@ -187,7 +244,18 @@ class _Call:
                 s2 = s2 + w * t.abs().sum(dtype=torch.float64)
         mine = torch.stack([torch.tensor(float((h >> (21 * b)) & 0x1FFFFF), dtype=torch.float64,
                                          device=self.device) for b in range(3)] + [s1, s2])
-        every = self.comm.all_gather(mine, "checking that all ranks step the same matrices").cpu()
+        try:
+            every = self.comm.all_gather(mine, "checking that all ranks step the same matrices").cpu()
+        except CollectiveTimeout as e:
+            if reason != "changed":
+                raise
+            # Under "auto" a rank checks when its own matrices changed; ranks whose matrices did not
+            # change went on to the next collective, so this wait is the mismatch itself.
+            raise CollectiveTimeout(
+                f"{e}. This rank's matrices differ from its previous step's, so it checked them; ranks "
+                "whose matrices did not change skipped the check: the ranks probably step different "
+                "parameters (a gradient on some ranks only). verify=True names such a mismatch at once."
+            ) from e
         if not bool((every[:, :3] == every[0, :3]).all()):
             bad = [r for r in range(self.comm.world) if not bool((every[r, :3] == every[0, :3]).all())]
             raise DistributedError(

@@ -95,6 +95,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-activations", action="store_true",
                    help="with --probe-every: also record each layer's activation-covariance spectrum")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--track", default="", metavar="BACKENDS",
+                   help="mirror each run's records to mlflow, wandb and/or tensorboard (comma-separated; "
+                        "needs muonlab[tracking]); --set track_uri=URI track_project=NAME choose where")
 
 
 def base_config(args: argparse.Namespace, optimizer: str = "") -> RunConfig:
@@ -110,6 +113,14 @@ def base_config(args: argparse.Namespace, optimizer: str = "") -> RunConfig:
         if "data" not in knob_types(cls):
             raise ValueError(f"workload {args.workload!r} takes no --data (it has its own data set)")
         cfg = apply_setting(cfg, "data", args.data)
+    if getattr(args, "track", ""):
+        from .tracking import check_backends
+
+        try:
+            check_backends(args.track, where="--track")
+        except ImportError as e:  # a missing extra is bad input: one line, not a traceback
+            raise ValueError(str(e)) from None
+        cfg = apply_setting(cfg, "run.track", args.track)
     for item in args.sets:
         cfg = apply_setting(cfg, *parse_assignment(item))
     return cfg

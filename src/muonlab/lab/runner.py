@@ -31,10 +31,12 @@ import torch
 from . import dist as dist_
 from .external import build_external, is_import_path
 from .records import provenance, read_json, read_jsonl, write_json, write_jsonl
+from .tracking import check_backends, open_mirror
 from .workload import Workload
 from .workloads import make_workload
 
 SCHEDULES = ("cosine", "linear", "constant")
+PARAMETRIZATIONS = ("sp", "mup")
 
 
 @dataclass
@@ -59,11 +61,27 @@ class RunConfig:
         checkpoint_every: steps between checkpoints, rounded up to a multiple of ``eval_every``;
             0 = at every evaluation. A resumed run repeats at most this many steps.
         device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
+        threads: torch intra-op CPU threads for the run (``torch.set_num_threads``); 0 (default)
+            keeps the process's count. CPU reductions, so a record's last bits, depend on it: it is
+            recorded as ``run.threads`` in config.json and a sweep fixes it for every point and
+            launcher (:mod:`.launch`). Not part of the run directory's name.
         probe_every: sample spectral diagnostics every N optimizer steps (0 = off); needs
             :mod:`muonlab.diagnostics`.
         probe_activations: the probe also records each layer's activation-covariance spectrum
             (RankMe, tail exponent; :func:`muonlab.diagnostics.activation_spectrum`).
         keep_checkpoint: keep checkpoint.pt after the run finishes (default False, to save disk).
+        parametrization: "sp" (default: every group takes the lr it is given) or "mup": per-layer
+            learning rates from :func:`muonlab.transfer.mup_overrides`, relative to the same
+            workload at ``mup_base_width``, so ``lr`` is the lr at the base width. Only the lrs
+            change; initialisation stays the workload's. µP rules exist for
+            :data:`muonlab.transfer.SUPPORTED` (adamw, muon, shampoo, soap).
+        mup_base_width: with "mup", the value every one of the workload's ``width_knobs`` takes in
+            the base model; must be positive and divide each width knob (default 0: unset).
+            Ignored under "sp".
+        track: mirror the records to experiment trackers, comma-separated: "mlflow", "wandb",
+            "tensorboard" (default "": none; see :mod:`.tracking`). Not part of the directory name.
+        track_uri: the MLflow tracking URI ("" = ``MLFLOW_TRACKING_URI`` or MLflow's default).
+        track_project: the MLflow experiment and the W&B project (default "muonlab").
     """
 
     workload: str
@@ -79,14 +97,22 @@ class RunConfig:
     eval_every: int = 0
     checkpoint_every: int = 0
     device: str = "auto"
+    threads: int = 0
     probe_every: int = 0
     probe_activations: bool = False
     keep_checkpoint: bool = False
+    parametrization: str = "sp"
+    mup_base_width: int = 0
+    track: str = ""
+    track_uri: str = ""
+    track_project: str = "muonlab"
 
     def settings(self) -> dict[str, Any]:
         """What distinguishes this point from others apart from the seed (for its directory name).
 
-        Device, probe and checkpoint settings do not change the result and are left out.
+        Device, probe and checkpoint settings do not change the result and are left out;
+        ``parametrization`` and ``mup_base_width`` enter only under "mup" (under "sp" the base
+        width changes nothing, so an SP run keeps the directory it always had).
         """
         from .workloads import get_workload
 
@@ -96,6 +122,9 @@ class RunConfig:
         for k in ("warmup", "schedule", "final_lr_frac", "eval_every"):
             if getattr(self, k) != getattr(defaults, k):
                 out[k] = getattr(self, k)
+        if self.parametrization != defaults.parametrization:
+            out["parametrization"] = self.parametrization
+            out["mup_base_width"] = self.mup_base_width
         return out
 
 
@@ -167,13 +196,62 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def mup_base_workload(cfg: RunConfig, wl: Workload) -> Workload:
+    """The µP base of a "mup" run: its workload with every ``width_knobs`` knob set to
+    ``cfg.mup_base_width``; ValueError naming the setting when µP cannot apply.
+
+    Refused: an optimizer without a µP rule (an import path, or a registry name outside
+    :data:`muonlab.transfer.SUPPORTED`), a workload that declares no width knob, a base width
+    that is not positive or does not divide a width knob, and a base the workload rejects.
+    """
+    from ..transfer import SUPPORTED
+
+    if cfg.optimizer not in SUPPORTED:
+        kind = "an import path" if is_import_path(cfg.optimizer) else "a method"
+        raise ValueError(f"parametrization='mup': optimizer {cfg.optimizer!r} is {kind} with no µP rule; "
+                         f"muonlab.transfer has rules for {', '.join(SUPPORTED)}")
+    if not wl.width_knobs:
+        raise ValueError(f"parametrization='mup': workload {wl.name!r} declares no width knob "
+                         "(Workload.width_knobs), so it has no base width to transfer from")
+    base = cfg.mup_base_width
+    if base <= 0:
+        raise ValueError(f"parametrization='mup' needs mup_base_width > 0 (the width where lr was tuned), "
+                         f"got mup_base_width={base}")
+    for knob in wl.width_knobs:
+        if getattr(wl, knob) % base:
+            raise ValueError(f"mup_base_width={base} does not divide {knob}={getattr(wl, knob)} of workload "
+                             f"{wl.name!r}; µP scales the base width by a whole factor")
+    base_knobs = {knob: base for knob in wl.width_knobs}
+    try:
+        return make_workload(cfg.workload, **{**cfg.knobs, **base_knobs})
+    except ValueError as e:
+        raise ValueError(f"mup_base_width={base}: the base model of {wl.name!r} is not valid: {e}") from None
+
+
+def _base_model(base: Workload, seed: int) -> torch.nn.Module:
+    """The µP base model, on the meta device (shapes only: no memory, no init work); the global
+    RNGs are restored, as build_model reseeds them and the run must draw as an SP run would."""
+    state = _get_rng_state()
+    try:
+        with torch.device("meta"):
+            return base.build_model(seed)
+    except (NotImplementedError, RuntimeError):  # an init that needs values (.item()): build on CPU
+        return base.build_model(seed)
+    finally:
+        _set_rng_state(state)
+
+
 def build_optimizers(model: torch.nn.Module, cfg: RunConfig, wl: Workload) -> list[torch.optim.Optimizer]:
     """The run's optimizer(s): one muonlab optimizer from the registry, or an external class
     for the hidden matrices plus AdamW for the rest (see :mod:`.external`).
 
     A method that declares a ``seed`` hyperparameter gets the run's seed unless one is set, so
-    "seeds" in a sweep cover all of a run's randomness.
+    "seeds" in a sweep cover all of a run's randomness. Under ``parametrization="mup"`` every
+    parameter's group gets the lr of :func:`muonlab.transfer.mup_overrides` relative to
+    :func:`mup_base_workload` (the AdamW groups' lrs from ``cfg.aux`` scale too).
     """
+    _check_parametrization(cfg)
+    base = mup_base_workload(cfg, wl) if cfg.parametrization == "mup" else None
     if is_import_path(cfg.optimizer):
         return build_external(model, cfg.optimizer, cfg.hparams, cfg.aux, wl.routing())
     from ..registry import get_spec
@@ -186,7 +264,22 @@ def build_optimizers(model: torch.nn.Module, cfg: RunConfig, wl: Workload) -> li
     hparams = dict(cfg.hparams)
     if "seed" in spec.rule.hypers:  # a randomised method (MiMuon's draws, Dion's Q): one run seed
         hparams.setdefault("seed", cfg.seed)
-    return [create_optimizer(model, cfg.optimizer, adamw=cfg.aux or None, **wl.routing(), **hparams)]
+    overrides = None
+    if base is not None:
+        from ..transfer import mup_overrides
+
+        overrides = mup_overrides(model, cfg.optimizer, base=_base_model(base, cfg.seed), adamw=cfg.aux or None,
+                                  **wl.routing(), **hparams)
+    return [create_optimizer(model, cfg.optimizer, adamw=cfg.aux or None, overrides=overrides, **wl.routing(),
+                             **hparams)]
+
+
+def _check_parametrization(cfg: RunConfig) -> None:
+    if cfg.parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization={cfg.parametrization!r} is not valid; choose one of "
+                         f"{', '.join(PARAMETRIZATIONS)}")
+    if cfg.mup_base_width < 0:
+        raise ValueError(f"mup_base_width={cfg.mup_base_width} must be >= 0")
 
 
 def check_config(cfg: RunConfig, *, build: bool = True) -> None:
@@ -202,8 +295,14 @@ def check_config(cfg: RunConfig, *, build: bool = True) -> None:
                          f"{cfg.checkpoint_every} and probe_every={cfg.probe_every} must be >= 0")
     if not 0 <= cfg.warmup <= 1 or not 0 <= cfg.final_lr_frac <= 1:
         raise ValueError(f"warmup={cfg.warmup} and final_lr_frac={cfg.final_lr_frac} must be in [0, 1]")
+    if cfg.threads < 0:
+        raise ValueError(f"threads={cfg.threads} must be >= 0 (0 = keep the process's thread count)")
     pick_device(cfg.device)
+    _check_parametrization(cfg)
+    check_backends(cfg.track)  # an unknown backend or a missing library fails before training
     wl = make_workload(cfg.workload, **cfg.knobs)
+    if cfg.parametrization == "mup":
+        mup_base_workload(cfg, wl)
     if build:
         build_optimizers(wl.build_model(cfg.seed), cfg, wl)
 
@@ -226,6 +325,8 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
     if (run_dir / "done").exists():
         return read_json(run_dir / "done")
     check_config(cfg, build=False)  # the model and optimizers are built just below
+    if cfg.threads:  # fixed per run: CPU reductions (a record's last bits) depend on the thread count
+        torch.set_num_threads(cfg.threads)
     job = dist_.setup(dist, cfg.device)  # one process unless started by torchrun
     if job.distributed and cfg.probe_every:
         raise ValueError("probe_every is not supported under torchrun yet; run the probe in one process")
@@ -256,6 +357,7 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
         write_json(run_dir / "config.json",
                    _config_record(cfg, wl, steps, eval_every, device, optimizers) | job.record())
     probe = _attach_probe(model, optimizers[0], cfg.probe_every, run_dir, step, cfg.probe_activations)
+    mirror = open_mirror(cfg, run_dir, enabled=job.main)  # trackers copy the records; a no-op untracked
 
     bar = _progress(progress and job.main, steps, step, f"{cfg.workload} {cfg.optimizer} seed={cfg.seed}")
     loss_sum, loss_n, diverged = 0.0, 0, False
@@ -277,6 +379,7 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
             rows.append(row)
             if job.main:
                 write_jsonl(run_dir / "metrics.jsonl", rows)
+                mirror.sync(rows)  # after the records: a tracker never holds a row the JSONL lacks
             loss_sum, loss_n = 0.0, 0
             if probe is not None:
                 probe.flush()
@@ -313,6 +416,7 @@ def run_one(cfg: RunConfig, run_dir: str | Path, *, progress: bool = True, dist:
                **{k: v for k, v in rows[-1].items() if k not in ("step", "time/train_s", "time/eval_s")}}
     if job.main:
         write_json(run_dir / "done", summary)  # last: its presence marks the point finished
+    mirror.finish("diverged" if diverged else "finished")
     if not cfg.keep_checkpoint:
         job.remove_checkpoint(run_dir)
     return summary
@@ -328,14 +432,22 @@ def _config_record(cfg: RunConfig, wl: Workload, steps: int, eval_every: int, de
         for g in opt.param_groups:
             groups.append({k: v for k, v in g.items() if k not in ("params", "param_names")}
                           | {"n_params": sum(p.numel() for p in g["params"]), "optimizer_class": type(opt).__name__})
-    return {"run": dataclasses.asdict(cfg) | {"steps": steps, "eval_every": eval_every},
+    return {"run": dataclasses.asdict(cfg) | {"steps": steps, "eval_every": eval_every,
+                                              "threads": torch.get_num_threads()},
             "settings": cfg.settings(), "lr": _base_lr(cfg, optimizers),
             "workload": {"name": wl.name, "metric": wl.metric, "knobs": wl.knobs(), **wl.info()},
             "optimizer_groups": groups, "provenance": provenance(device)}
 
 
 def _base_lr(cfg: RunConfig, optimizers: list[torch.optim.Optimizer]) -> float:
-    """The method's resolved lr: that of its first group (not of the auxiliary AdamW groups)."""
+    """The method's resolved lr: that of its first group (not of the auxiliary AdamW groups); under
+    µP the base lr the per-layer lrs scale, as the groups hold the scaled ones."""
+    if cfg.parametrization == "mup":
+        from ..registry import get_spec
+
+        spec = get_spec(cfg.optimizer)
+        return float({**{k: h.default for k, h in spec.rule.hypers.items()}, **spec.recommended,
+                      **cfg.hparams}["lr"])
     groups = [g for opt in optimizers for g in opt.param_groups]
     mine = [g for g in groups if g.get("algorithm", cfg.optimizer) == cfg.optimizer]
     return float((mine or groups)[0]["lr"])

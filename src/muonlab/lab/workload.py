@@ -39,6 +39,9 @@ class Workload:
             2 CPU cores at the default knobs).
         eval_every: steps between evaluations (default for the runner).
         metric: headline metric; lower is better unless its name contains "acc".
+        width_knobs: the knobs that set the model's width (default none). A µP run
+            (``RunConfig.parametrization="mup"``) builds its base model by setting each of them to
+            ``mup_base_width``; every other knob (vocabulary, heads, depth, ...) stays fixed.
     """
 
     name: ClassVar[str] = ""
@@ -46,6 +49,7 @@ class Workload:
     default_steps: ClassVar[int] = 500
     eval_every: ClassVar[int] = 50
     metric: ClassVar[str] = "val/loss"
+    width_knobs: ClassVar[tuple[str, ...]] = ()
 
     def setup(self, device: torch.device) -> None:
         """Load the data and move it to ``device``; called once before training."""

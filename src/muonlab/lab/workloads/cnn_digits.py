@@ -27,6 +27,8 @@ class CNNDigits(DigitsWorkload):
     name = "cnn_digits"
     description = "small CNN on sklearn digits; conv filters go to the matrix methods"
 
+    width_knobs = ("width",)
+
     width: int = 32
     depth: int = 3
 

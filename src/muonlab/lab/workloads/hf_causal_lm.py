@@ -70,6 +70,7 @@ class HFCausalLM(Workload):
     default_steps = 300
     eval_every = 50
     metric = "val/loss"
+    width_knobs = ("width",)  # heads fixed: the head dimension grows with width
 
     arch: str = "qwen3"
     data: str = "embedded"

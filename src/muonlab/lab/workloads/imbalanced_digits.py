@@ -35,6 +35,8 @@ class ImbalancedDigits(DigitsWorkload):
     eval_every = 10
     metric = "val/balanced_acc"
 
+    width_knobs = ("width",)
+
     minority_frac: float = 0.1
     n_major: int = 5
     width: int = 128

@@ -28,6 +28,8 @@ class MLPDigits(DigitsWorkload):
     name = "mlp_digits"
     description = "GELU MLP on sklearn digits; n_train=N knob for generalization gaps (seed 000)"
 
+    width_knobs = ("width",)
+
     width: int = 256
     depth: int = 2
 

@@ -51,6 +51,7 @@ class ModularArith(Workload):
     default_steps = 1500
     eval_every = 25
     metric = "val/acc"
+    width_knobs = ("width",)  # the embedding stays fixed, like a vocabulary
 
     modulus: int = 47
     train_frac: float = 0.4

@@ -111,6 +111,7 @@ class TinyGPT(Workload):
     default_steps = 600
     eval_every = 50
     metric = "val/loss"
+    width_knobs = ("width",)  # heads fixed: the head dimension grows with width
 
     data: str = "embedded"
     width: int = 128

@@ -71,6 +71,8 @@ class ViTDigits(DigitsWorkload):
     name = "vit_digits"
     description = "small vision transformer on sklearn digits (seed 003's ViT-vs-GPT contrast)"
 
+    width_knobs = ("width",)
+
     width: int = 64
     depth: int = 3
     heads: int = 4
