@@ -392,8 +392,12 @@ def test_torchrun_two_ranks_equal_two_simulated_workers(tmp_path):
     src = str(Path(muonlab.__file__).parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], check=False, capture_output=True, text=True, timeout=180, env=env)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180, env=env)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # gloo's C++ teardown aborted a rank once in CI under load (after the barrier of shutdown());
+        # not reproduced in 14 runs here, loaded or not. One fresh attempt; any other failure fails.
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 

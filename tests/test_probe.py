@@ -11,7 +11,6 @@ from torch import nn
 
 import muonlab
 from muonlab.diagnostics import SpectralProbe, spectral_stats
-from muonlab.matfn import polar_svd
 
 
 def mlp() -> nn.Module:

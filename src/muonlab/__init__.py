@@ -74,6 +74,7 @@ __all__ = [
     "check_coverage",
     "classify",
     "create_optimizer",
+    "diagnostics",
     "get_spec",
     "newton_schulz",
     "orthogonalize",
@@ -81,4 +82,5 @@ __all__ = [
     "routing_summary",
     "scion_param_groups",
     "spectral_power",
+    "transfer",
 ]
