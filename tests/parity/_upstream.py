@@ -12,7 +12,8 @@ upstream packages that need care to import (nothing here is copied from them).
   ``__init__`` (ultralytics' needs cv2; trasmuon's needs triton), optionally with stub modules.
 * :func:`import_emerging_optimizers`: emerging_optimizers 0.3.0 imports ``typing.override``
   (Python ≥ 3.12) and an optional Triton kernel module; on Python 3.11 it gets
-  ``typing_extensions.override`` and, without triton, a stub, here and only here (never in src).
+  ``typing_extensions.override`` and, without triton, a stub (the loader of
+  :mod:`muonlab.bench.anchors`, which the benchmarks use too).
 
 Every loader calls ``pytest.importorskip`` (or skips) when its package is absent.
 """
@@ -23,7 +24,6 @@ import importlib
 import importlib.util
 import sys
 import types
-import typing
 from pathlib import Path
 
 import pytest
@@ -224,17 +224,13 @@ def ultralytics_musgd():
 
 
 def import_emerging_optimizers():
-    """``emerging_optimizers.orthogonalized_optimizers``, importable on Python 3.11: ``typing.override``
-    from typing_extensions when missing, its optional Triton kernels stubbed when triton is absent."""
-    if not _has("emerging_optimizers"):
-        pytest.skip("emerging_optimizers is not installed")
-    if not hasattr(typing, "override"):
-        te = pytest.importorskip("typing_extensions")
-        typing.override = te.override  # the one shim; Python >= 3.12 has it
-    if not _has("triton"):  # its kernels import triton unconditionally; the optimizers only ask this flag
-        name = "emerging_optimizers.triton_kernels"
-        sys.modules.setdefault(name, _stub(name, __path__=[], HAS_TRITON_340=False))
+    """``emerging_optimizers.orthogonalized_optimizers``, importable on Python 3.11 through the
+    benchmarks' loader (:func:`muonlab.bench.anchors.import_emerging_optimizers`: ``typing.override``
+    from typing_extensions while it imports, its optional Triton kernels stubbed); skips when the
+    package is absent or does not import."""
+    from muonlab.bench.anchors import import_emerging_optimizers as load
+
     try:
-        return importlib.import_module("emerging_optimizers.orthogonalized_optimizers")
+        return load()
     except ImportError as e:
         pytest.skip(f"emerging_optimizers does not import here: {e}")
