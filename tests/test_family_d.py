@@ -25,6 +25,7 @@ from conftest import make_matrix
 from torch import nn
 
 import muonlab
+from muonlab.distributed.ef21 import worker_gradients
 from muonlab.optim import LocalExecutor
 from muonlab.optim.compressors import (
     compress,
@@ -34,7 +35,7 @@ from muonlab.optim.compressors import (
     kept,
     message_numel,
 )
-from muonlab.optim.ef21_muon import EF21Muon, worker_gradients
+from muonlab.optim.ef21_muon import EF21Muon
 from muonlab.optim.pion import rotation, skew_sides
 
 F64 = torch.float64

@@ -28,7 +28,7 @@ Each rank's ``state_dict`` holds its own worker's state: save one per rank.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ..optim.executor import LocalExecutor
 from .comm import Comm, DistributedError, resolve_timeout
+from .launch import shard_batch
 
 
 class EF21Executor(LocalExecutor):
@@ -114,4 +115,30 @@ def average_gradients(params: Iterable[Tensor], process_group=None) -> None:
             p.grad.div_(world)
 
 
-__all__ = ["EF21Executor", "average_gradients"]
+
+
+def worker_gradients(params: Sequence[Tensor], loss_fn: Callable[..., Tensor], batch: Any,
+                     workers: int) -> list[list[Tensor | None]]:
+    """Each worker's gradients: ``batch`` split along dim 0 into ``workers`` equal contiguous slices
+    (:func:`muonlab.distributed.shard_batch`, the slice each rank gets), ``loss_fn(*slice)`` (or
+    ``loss_fn(slice)`` for a tensor or dict batch) differentiated per slice. ``p.grad`` is left as
+    it was. The result feeds :meth:`muonlab.EF21Muon.step_workers`."""
+    params = list(params)
+    saved = [p.grad for p in params]
+    out = []
+    try:
+        for j in range(workers):
+            for p in params:
+                p.grad = None
+            part = shard_batch(batch, j, workers)
+            with torch.enable_grad():
+                loss = loss_fn(*part) if isinstance(part, (tuple, list)) else loss_fn(part)
+                loss.backward()
+            out.append([None if p.grad is None else p.grad.detach().clone() for p in params])
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+    return out
+
+
+__all__ = ["EF21Executor", "average_gradients", "worker_gradients"]

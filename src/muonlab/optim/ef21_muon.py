@@ -45,7 +45,7 @@ Workers:
   ``p.grad``. Under DDP or FSDP2 (``DistributedExecutor``) the replicas form that one worker; the
   compression runs where the executor puts the full matrix.
 * :class:`EF21Muon` with ``workers=K`` and :meth:`EF21Muon.step_workers`: K workers simulated in
-  one process (e.g. one per slice of the batch, :func:`worker_gradients`). Worker state has shape
+  one process (e.g. one per slice of the batch, :func:`muonlab.distributed.ef21.worker_gradients`). Worker state has shape
   ``(K, *p.shape)``; the server's G is ``server_estimate``; everything is in ``state_dict``.
 * ``torchrun``: ``executor=muonlab.distributed.ef21.EF21Executor()``; every rank is a worker with
   its own gradient (no DDP), its compressed messages are all-gathered in their compact form, and
@@ -55,7 +55,7 @@ Workers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -278,7 +278,7 @@ class EF21Muon(HybridOptimizer):
     Example::
 
         >>> opt = EF21Muon(hidden_matrices, workers=4, uplink="rank_k", uplink_ratio=0.1)
-        >>> grads = worker_gradients(hidden_matrices, lambda xb, yb: loss(model(xb), yb), (x, y), 4)
+        >>> grads = muonlab.distributed.ef21.worker_gradients(hidden_matrices, lambda xb, yb: loss(model(xb), yb), (x, y), 4)
         >>> opt.step_workers(grads)
     """
 
@@ -361,43 +361,6 @@ class EF21Muon(HybridOptimizer):
         return params, stacked, states
 
 
-def _shard(batch: Any, j: int, K: int) -> Any:
-    if isinstance(batch, Tensor):
-        n = batch.shape[0]
-        if n % K:
-            raise ValueError(f"batch size {n} is not divisible by {K} workers")
-        return batch[j * (n // K):(j + 1) * (n // K)]
-    if isinstance(batch, dict):
-        return {k: _shard(v, j, K) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_shard(v, j, K) for v in batch)
-    raise TypeError(f"cannot split a {type(batch).__name__}; pass tensors or tuples/lists/dicts of tensors")
-
-
-def worker_gradients(params: Sequence[Tensor], loss_fn: Callable[..., Tensor], batch: Any,
-                     workers: int) -> list[list[Tensor | None]]:
-    """Each worker's gradients: ``batch`` split along dim 0 into ``workers`` equal contiguous slices
-    (as :func:`muonlab.distributed.shard_batch` gives each rank), ``loss_fn(*slice)`` (or
-    ``loss_fn(slice)`` for a tensor or dict batch) differentiated per slice. ``p.grad`` is left as
-    it was. The result feeds :meth:`EF21Muon.step_workers`."""
-    params = list(params)
-    saved = [p.grad for p in params]
-    out = []
-    try:
-        for j in range(workers):
-            for p in params:
-                p.grad = None
-            part = _shard(batch, j, workers)
-            with torch.enable_grad():
-                loss = loss_fn(*part) if isinstance(part, (tuple, list)) else loss_fn(part)
-                loss.backward()
-            out.append([None if p.grad is None else p.grad.detach().clone() for p in params])
-    finally:
-        for p, g in zip(params, saved):
-            p.grad = g
-    return out
-
-
 register(
     OptimizerSpec(
         name="ef21_muon",
@@ -420,4 +383,4 @@ register(
 )
 
 
-__all__ = ["EF21Muon", "EF21MuonRule", "worker_gradients"]
+__all__ = ["EF21Muon", "EF21MuonRule"]
