@@ -255,4 +255,5 @@ def append_section(path: str | Path, section: str) -> Path:
 
 
 def log_stderr(msg: str) -> None:
+    """Progress line on stderr (stdout carries the section)."""
     print(msg, file=sys.stderr, flush=True)

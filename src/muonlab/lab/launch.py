@@ -163,6 +163,7 @@ def read_failure(run_dir: str | Path) -> dict | None:
 
 
 def clear_failure(run_dir: str | Path) -> None:
+    """Remove the ``failed`` file of a point that is about to run again (or has finished)."""
     (Path(run_dir) / FAILED_FILE).unlink(missing_ok=True)
 
 

@@ -15,6 +15,7 @@ from .launch import LAUNCHERS, Launcher, make_launcher
 
 
 def add_launcher_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the launcher options (``--jobs``, ``--launcher``, ``--threads``, Ray and Slurm options) to ``p``."""
     g = p.add_argument_group("where runs go (resumable under every launcher)")
     g.add_argument("--jobs", type=int, metavar="N",
                    help="runs at a time (default 1); alone it means --launcher local; with ray/slurm a cap "

@@ -177,6 +177,7 @@ def per_matrix(states: list[dict], batch: int, device) -> Tensor:
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of the preconditioner arithmetic: float64 for float64 parameters, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 

@@ -71,6 +71,7 @@ def _oriented_shape(m: int, n: int, side: str) -> tuple[int, int, bool]:
 
 
 def sumo_rank(m: int, n: int, rank: int) -> int:
+    """The subspace rank used for an ``m×n`` matrix: ``rank`` clamped to ``[1, min(m, n)]``."""
     return max(1, min(rank, m, n))
 
 
